@@ -1,0 +1,3 @@
+"""geomjax.experiments (under construction)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""geomjax.jacobian (under construction)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""geomjax.manifold (under construction)."""
+
+__all__: list[str] = []

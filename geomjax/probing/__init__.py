@@ -1,0 +1,3 @@
+"""geomjax.probing (under construction)."""
+
+__all__: list[str] = []

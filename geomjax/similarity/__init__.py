@@ -1,0 +1,3 @@
+"""geomjax.similarity (under construction)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""geomjax.solvers (under construction)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Flax model zoo (installed as ``geomjax.models``)."""
+
+__all__: list[str] = []
