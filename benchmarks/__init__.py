@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of geomjax against reference implementations."""
