@@ -1,3 +1,17 @@
-"""geomjax.solvers (under construction)."""
+"""Generic batched solvers: NNLS (FISTA + active-set polish) and Stiefel-manifold optimisation.
 
-__all__: list[str] = []
+Every solver returns :class:`geomjax._types.Solution` (value, converged, num_steps, residual,
+settings) and is ``jax.vmap``-able over problems.
+"""
+
+from geomjax.solvers._nnls import default_rtol, kkt_residual, nnls, nnls_gram
+from geomjax.solvers._stiefel import random_stiefel, stiefel_minimize
+
+__all__ = [
+    "nnls",
+    "nnls_gram",
+    "kkt_residual",
+    "default_rtol",
+    "stiefel_minimize",
+    "random_stiefel",
+]
