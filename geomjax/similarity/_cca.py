@@ -1,0 +1,280 @@
+"""CCA, SVCCA and PWCCA between two representations (rows are samples).
+
+Definitions (each a named, documented variant; libraries disagree by several hundredths):
+
+* **CCA** -- the canonical correlations ``rho_i`` are the singular values of ``Q_x^T Q_y`` with
+  ``Q_x``, ``Q_y`` orthonormal bases of the *centred* X and Y (thin SVD, rank-revealing with a
+  relative tolerance). There are ``min(rank X, rank Y)`` of them. This equals google/svcca
+  ``cca_core.get_cca_similarity(X.T, Y.T, epsilon)["cca_coef1"]``, which whitens ``np.cov``
+  (centred) with ``pinv`` and an eigh square root, including its ``epsilon``: neurons with
+  variance below ``epsilon * max variance`` are dropped and ``epsilon * max variance`` is added
+  to the covariance diagonal (ridge). google-research ``cca()`` does not centre; netrep
+  ``LinearMetric(alpha=0)`` zero-pads widths and divides by ``sqrt(Dx Dy)`` (0.4746 where mean
+  rho is 0.6712); kisungyou/repsim calls mean rho^2 "Yanai" and mean rho "Pillai".
+* **SVCCA** (Raghu et al. 2017) -- centre, SVD, keep the smallest k with cumulative
+  ``s^2 >= threshold`` of the total (variance rule, 99 % by default), project on the top k and
+  run CCA; report mean rho. The kept k is returned. anatome keeps 99 % of the cumulative
+  *singular values* of the *uncentred* matrix instead (994 vs 881 kept dims, 0.662 vs 0.621).
+  google/svcca's ``"mean"`` output is a truncated mean (top coefficients up to 98 % mass):
+  :func:`truncated_mean` reproduces it.
+* **PWCCA** (Morcos et al. 2018, eq. in sec. 3.2) -- with canonical variates ``h_i`` (unit-norm
+  N-vectors) of one side, ``alpha~_i = sum_j |<h_i, x_c,j>|`` over that side's centred neurons,
+  ``alpha = alpha~ / sum alpha~`` and ``PWCCA = sum_i alpha_i rho_i``. It is not symmetric:
+  ``side`` says whose neurons weight. google/svcca ``compute_pwcca`` differs: it builds its
+  "directions" from the unwhitened rotation ``u^T (X - mu) + mu``, weights with the uncentred
+  activations, and picks the side with fewer neurons (0.7897 vs 0.7397 here; swapping arguments
+  raises there). anatome gives 0.6347; kisungyou/repsim averages both sides.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from geomjax._types import pytree_dataclass
+
+from ._kernels import center, mm
+from ._validate import check_choice, prep_pair
+
+__all__ = ["CCAResult", "PWCCAResult", "cca", "svcca", "pwcca", "truncated_mean"]
+
+
+@pytree_dataclass
+class CCAResult:
+    """Canonical correlations of one pair (leading axes appear under ``vmap``).
+
+    Attributes:
+        rho: ``(K,)`` canonical correlations sorted descending, ``K = min(N, Dx, Dy)``; entries
+            past ``n_components`` are 0.
+        n_components: number of valid correlations, ``min(kept_x, kept_y)``.
+        mean: mean of the valid rho (the "CCA similarity"; SVCCA's reported value).
+        mean_sq: mean of the valid rho^2 (R^2_CCA, "Yanai").
+        rank_x, rank_y: numerical ranks of the centred inputs.
+        kept_x, kept_y: dimensions entering CCA (the SVCCA k; equal to the ranks for CCA).
+    """
+
+    rho: jax.Array
+    n_components: jax.Array
+    mean: jax.Array
+    mean_sq: jax.Array
+    rank_x: jax.Array
+    rank_y: jax.Array
+    kept_x: jax.Array
+    kept_y: jax.Array
+
+    @property
+    def valid_rho(self) -> np.ndarray:
+        """The valid correlations as a NumPy array (single pair only)."""
+        return np.asarray(self.rho)[: int(self.n_components)]
+
+
+@pytree_dataclass(meta=("side",))
+class PWCCAResult:
+    """Projection-weighted CCA of one pair.
+
+    Attributes:
+        value: ``sum_i alpha_i rho_i``.
+        weights: ``(K,)`` alpha, >= 0, summing to 1 over the valid components (0 past them).
+        rho: ``(K,)`` canonical correlations (see :class:`CCAResult`).
+        n_components: number of valid components.
+        side: ``"x"`` or ``"y"``, whose neurons define the weights.
+    """
+
+    value: jax.Array
+    weights: jax.Array
+    rho: jax.Array
+    n_components: jax.Array
+    side: str
+
+
+def _basis(x, epsilon, rtol, threshold):
+    """Centred thin SVD with google/svcca's neuron pruning and ridge, rank and SVCCA masks.
+
+    Returns ``(u, s, vt, f, rank, kept)`` where the whitening/shrinkage factor ``f_i`` is
+    ``sqrt(lam_i / (lam_i + epsilon * max_var))`` on kept directions (1 without ridge) and 0
+    elsewhere, ``lam_i = s_i^2 / (N-1)`` the covariance eigenvalues.
+    """
+    n = x.shape[0]
+    xc = center(x)
+    var = jnp.sum(xc * xc, axis=0) / (n - 1)
+    vmax = jnp.max(var)
+    keep = var >= epsilon * vmax  # google/svcca remove_small on the max-scaled covariance
+    xc = jnp.where(keep[None, :], xc, 0)
+    u, s, vt = jnp.linalg.svd(xc, full_matrices=False)
+    tol = rtol * s[0]
+    rank = jnp.sum(s > tol)
+    idx = jnp.arange(s.shape[0])
+    if threshold is None:
+        kept = rank
+    else:
+        e = s * s
+        frac = jnp.cumsum(e) / jnp.sum(e)
+        kept = jnp.minimum(jnp.sum(frac < threshold) + 1, rank)
+    lam = s * s / (n - 1)
+    ridge = epsilon * vmax
+    f = jnp.where(idx < kept, jnp.sqrt(lam / jnp.where(lam + ridge > 0, lam + ridge, 1)), 0)
+    return u, s, vt, f, rank, kept
+
+
+def _default_rtol(n, d, dtype):
+    return float(max(n, d) * jnp.finfo(dtype).eps)
+
+
+@partial(jax.jit, static_argnames=("use_threshold",))
+def _cca_core(x, y, epsilon, rtol_x, rtol_y, threshold, use_threshold: bool):
+    thr = threshold if use_threshold else None
+    ux, sx, vtx, fx, rx, kx = _basis(x, epsilon, rtol_x, thr)
+    uy, sy, vty, fy, ry, ky = _basis(y, epsilon, rtol_y, thr)
+    m = mm((ux * fx[None, :]).T, uy * fy[None, :])
+    w, rho, zt = jnp.linalg.svd(m, full_matrices=False)
+    ncomp = jnp.minimum(kx, ky)
+    k = rho.shape[0]
+    valid = jnp.arange(k) < ncomp
+    rho = jnp.where(valid, jnp.clip(rho, 0, 1), 0)
+    cnt = jnp.maximum(ncomp, 1)
+    res = CCAResult(
+        rho=rho,
+        n_components=ncomp,
+        mean=jnp.sum(rho) / cnt,
+        mean_sq=jnp.sum(rho * rho) / cnt,
+        rank_x=rx,
+        rank_y=ry,
+        kept_x=kx,
+        kept_y=ky,
+    )
+    return res, (w, zt, fx, sx, vtx, fy, sy, vty, valid)
+
+
+def _prep_cca(x, y, epsilon, rtol):
+    xa, ya = prep_pair(x, y, min_samples=2)
+    eps = float(epsilon)
+    if not eps >= 0:
+        raise ValueError(f"`epsilon` (ridge) must be >= 0; got {epsilon!r}.")
+    n = xa.shape[0]
+    if rtol is None:
+        rx = _default_rtol(n, xa.shape[1], xa.dtype)
+        ry = _default_rtol(n, ya.shape[1], ya.dtype)
+    else:
+        rx = ry = float(rtol)
+    return xa, ya, eps, rx, ry
+
+
+def cca(x, y, *, epsilon: float = 0.0, rtol: float | None = None) -> CCAResult:
+    """Canonical correlation analysis (Hotelling 1936) of two representations.
+
+    ``rho`` are the singular values of ``(Sxx + r_x I)^{-1/2} Sxy (Syy + r_y I)^{-1/2}``, computed
+    from thin SVDs of the centred data: ``svd(diag(f_x) U_x^T U_y diag(f_y))`` with
+    ``f = sqrt(lam / (lam + r))``. ``r = epsilon * max variance`` is google/svcca's ridge.
+
+    Invariant to invertible linear maps of either side (and translations); the count of
+    correlations is ``min(rank X, rank Y)`` (numerical rank: ``s > rtol * s_max``, default
+    ``rtol = max(N, D) * eps``). With N < Dx + Dy and no ridge, every correlation is 1
+    (overfitting); ``epsilon > 0`` makes the problem well posed.
+
+    Args:
+        x: ``(N, Dx)``; y: ``(N, Dy)``.
+        epsilon: ridge relative to the largest neuron variance (also drops neurons whose
+            variance is below it, as google/svcca does).
+        rtol: relative singular value tolerance for the rank.
+
+    Returns:
+        :class:`CCAResult`.
+    """
+    xa, ya, eps, rx, ry = _prep_cca(x, y, epsilon, rtol)
+    return _cca_core(xa, ya, eps, rx, ry, 1.0, False)[0]
+
+
+def svcca(
+    x, y, *, threshold: float = 0.99, epsilon: float = 0.0, rtol: float | None = None
+) -> CCAResult:
+    """SVCCA (Raghu et al. 2017): SVD truncation to ``threshold`` of the variance, then CCA.
+
+    Each side is centred and reduced to its top ``k`` singular directions, the smallest ``k``
+    with ``sum_{i<=k} s_i^2 >= threshold * sum_i s_i^2`` (the variance rule of the paper and
+    google/svcca's tutorial); CCA of the projections is then reported as mean rho. With
+    ``threshold=1`` it equals :func:`cca`. Not invariant to general invertible maps (the
+    truncation depends on the spectrum).
+
+    Returns:
+        :class:`CCAResult` with ``kept_x``, ``kept_y`` the retained dimensions.
+    """
+    thr = float(threshold)
+    if not 0 < thr <= 1:
+        raise ValueError(f"`threshold` must be in (0, 1]; got {threshold!r}.")
+    xa, ya, eps, rx, ry = _prep_cca(x, y, epsilon, rtol)
+    return _cca_core(xa, ya, eps, rx, ry, thr, True)[0]
+
+
+@partial(jax.jit, static_argnames=("side", "use_threshold"))
+def _pwcca_core(x, y, epsilon, rtol_x, rtol_y, threshold, side: str, use_threshold: bool):
+    res, (w, zt, fx, sx, vtx, fy, sy, vty, valid) = _cca_core(
+        x, y, epsilon, rtol_x, rtol_y, threshold, use_threshold
+    )
+    if side == "x":
+        coef, f, s, vt = w, fx, sx, vtx  # h = U_x diag(f) w_i
+    else:
+        coef, f, s, vt = zt.T, fy, sy, vty
+    # <h_i, x_c,j> = (w_i^T diag(f) U^T X_c)_j = (w_i^T diag(f s) V^T)_j; h_i normalised.
+    proj = mm(coef.T * (f * s)[None, :], vt)  # (K, D)
+    hnorm = jnp.sqrt(jnp.sum((coef * f[:, None]) ** 2, axis=0))
+    alpha = jnp.sum(jnp.abs(proj), axis=1) / jnp.where(hnorm > 0, hnorm, 1)
+    alpha = jnp.where(valid, alpha, 0)
+    alpha = alpha / jnp.sum(alpha)
+    return PWCCAResult(
+        value=jnp.sum(alpha * res.rho),
+        weights=alpha,
+        rho=res.rho,
+        n_components=res.n_components,
+        side=side,
+    )
+
+
+def pwcca(
+    x,
+    y,
+    *,
+    side: str = "x",
+    epsilon: float = 0.0,
+    threshold: float | None = None,
+    rtol: float | None = None,
+) -> PWCCAResult:
+    """Projection-weighted CCA (Morcos, Raghu & Bengio 2018, sec. 3.2).
+
+    ``PWCCA = sum_i alpha_i rho_i`` with ``alpha_i`` proportional to
+    ``sum_j |<h_i, x_c,j>|``: how much of the chosen side's centred neurons the unit-norm
+    canonical variate ``h_i`` accounts for. Weights are >= 0 and sum to 1, so PWCCA lies in
+    ``[min rho, max rho]``; PWCCA(X, X) = 1. Not symmetric, and not invariant to orthogonal maps
+    of the weighting side (only to permutations and sign flips of its neurons).
+
+    Args:
+        x: ``(N, Dx)``; y: ``(N, Dy)``.
+        side: ``"x"`` or ``"y"``: whose neurons define the weights.
+        epsilon: ridge as in :func:`cca`.
+        threshold: optional SVD variance truncation before CCA (as in :func:`svcca`).
+
+    Returns:
+        :class:`PWCCAResult`.
+    """
+    check_choice(side, "side", ("x", "y"))
+    use = threshold is not None
+    thr = float(threshold) if use else 1.0
+    if use and not 0 < thr <= 1:
+        raise ValueError(f"`threshold` must be in (0, 1]; got {threshold!r}.")
+    xa, ya, eps, rx, ry = _prep_cca(x, y, epsilon, rtol)
+    return _pwcca_core(xa, ya, eps, rx, ry, thr, side, use)
+
+
+def truncated_mean(rho, threshold: float = 0.98) -> float:
+    """google/svcca's ``"mean"`` summary: the mean of the leading correlations holding
+    ``threshold`` of their total mass (``cca_core.sum_threshold``: the first index i with
+    ``sum(rho[:i]) / sum(rho) >= threshold``)."""
+    r = np.asarray(rho, dtype=np.float64)
+    r = r[r > 0] if r.size else r
+    if r.size == 0:
+        raise ValueError("`rho` has no positive correlations.")
+    frac = np.concatenate([[0.0], np.cumsum(r)]) / np.sum(r)
+    i = int(np.argmax(frac >= threshold))
+    return float(np.mean(r[:i])) if i > 0 else float("nan")
