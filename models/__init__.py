@@ -1,3 +1,61 @@
-"""Flax model zoo (installed as ``geomjax.models``)."""
+"""Flax model zoo (installed as ``geomjax.models``): word CNN, Deep Speech 2, speaker CNN, phone
+MLP and a small Transformer encoder, each returning ``(output, activations)``; seeded training with
+per-epoch checkpoints; per-layer activation extraction.
 
-__all__: list[str] = []
+Typical use::
+
+    from geomjax import models
+    res = models.train(0, "word_cnn", train_data, val_data, epochs=10, ckpt_dir="runs/word")
+    for epoch, _ in models.list_checkpoints("runs/word"):
+        ck = models.load_checkpoint("runs/word", epoch)
+        acts = models.activations(ck.model, ck.variables, inputs, lengths)
+"""
+
+from geomjax.models._config import (
+    MODEL_NAMES,
+    PRESETS,
+    DS2Config,
+    PhoneMLPConfig,
+    SpeakerCNNConfig,
+    TransformerConfig,
+    WordCNNConfig,
+    get_config,
+)
+from geomjax.models.checkpoint import (
+    Checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    read_metrics,
+    read_run_info,
+    save_checkpoint,
+)
+from geomjax.models.ctc import ALPHABET, cer, ctc_loss, decode_labels, encode_text, greedy_decode, wer
+from geomjax.models.ds2 import DeepSpeech2, ds2_output_lengths
+from geomjax.models.phone_mlp import PhoneMLP
+from geomjax.models.speaker_cnn import SpeakerCNN
+from geomjax.models.train import TASKS, TaskData, TrainResult, evaluate, make_optimizer, train
+from geomjax.models.transformer import TransformerEncoder, mockingjay_mask
+from geomjax.models.word_cnn import WordCNN
+from geomjax.models.zoo import (
+    SEQUENCE_MODELS,
+    Activations,
+    activations,
+    build_model,
+    count_params,
+    init_variables,
+    layer_lengths,
+    model_name,
+)
+
+__all__ = [
+    "MODEL_NAMES", "PRESETS", "SEQUENCE_MODELS", "TASKS",
+    "WordCNNConfig", "DS2Config", "SpeakerCNNConfig", "PhoneMLPConfig", "TransformerConfig",
+    "WordCNN", "DeepSpeech2", "SpeakerCNN", "PhoneMLP", "TransformerEncoder",
+    "get_config", "build_model", "model_name", "init_variables", "count_params",
+    "Activations", "activations", "layer_lengths",
+    "TaskData", "TrainResult", "train", "evaluate", "make_optimizer",
+    "Checkpoint", "save_checkpoint", "load_checkpoint", "list_checkpoints", "read_metrics",
+    "read_run_info",
+    "ALPHABET", "encode_text", "decode_labels", "ctc_loss", "greedy_decode", "cer", "wer",
+    "ds2_output_lengths", "mockingjay_mask",
+]
