@@ -50,3 +50,15 @@ __all__ = [
     "pwcca",
     "truncated_mean",
 ]
+
+from ._matrix import SimilarityMatrix, cka_matrix, similarity_matrix  # noqa: E402
+from ._sequence import flatten_time, interpolate_features, per_time_step  # noqa: E402
+
+__all__ += [
+    "SimilarityMatrix",
+    "cka_matrix",
+    "similarity_matrix",
+    "flatten_time",
+    "per_time_step",
+    "interpolate_features",
+]
