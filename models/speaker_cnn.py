@@ -20,8 +20,8 @@ class SpeakerCNN(nn.Module):
     """Speaker (or gender/accent/channel) classifier on ``(B, T, n_mfcc)`` frames.
 
     Call: ``logits, acts = model.apply(variables, x, lengths, train=False)``. ``acts`` holds
-    ``conv1``..``convK`` (``(B, T_k, C_k)``, padded frames zeroed; ``SAME`` padding so a stride-s
-    layer keeps ``ceil(T / s)`` frames, see :meth:`layer_lengths`), ``pool`` (mean || std over
+    ``conv1``..``convK`` (``(B, T_k, C_k)``, padded frames zeroed; a stride-s layer keeps
+    ``ceil(T / s)`` frames, see :meth:`layer_lengths`), ``pool`` (mean || std over
     valid frames, ``(B, 2 C_K)``), ``fc1``.. (after ReLU) and ``out`` (the logits).
     """
 
@@ -45,7 +45,10 @@ class SpeakerCNN(nn.Module):
         x = masked_zero(x, mask)
         acts = {}
         for i, (c, k, s) in enumerate(zip(cfg.channels, cfg.kernels, cfg.strides)):
-            x = nn.Conv(c, (k,), strides=(s,), padding="SAME", param_dtype=pd, name=f"conv{i + 1}")(x)
+            # explicit ((k-1)//2, k//2) padding: ceil(T/s) frames like SAME, but aligned to the
+            # first frame whatever T is, so results do not depend on the padded batch length
+            pad = [((k - 1) // 2, k // 2)]
+            x = nn.Conv(c, (k,), strides=(s,), padding=pad, param_dtype=pd, name=f"conv{i + 1}")(x)
             L = conv_out_len(L, k, s, "SAME")
             mask = sequence_mask(L, x.shape[1])
             x = nn.relu(x)

@@ -86,7 +86,8 @@ def init_variables(key, model: nn.Module, example_inputs, lengths=None) -> dict:
     """
     key = _as_key(key)
     x = jnp.asarray(example_inputs)
-    variables = model.init({"params": key, "dropout": key}, x, lengths, train=False)
+    lengths = None if lengths is None else jnp.asarray(lengths)
+    variables = jax.jit(functools.partial(model.init, train=False))({"params": key, "dropout": key}, x, lengths)
     return dict(variables)
 
 
