@@ -1,0 +1,384 @@
+"""Empirical (simulated) manifold capacity alpha_SIM.
+
+The fraction ``p(n)`` of random balanced dichotomies of P manifolds that a hyperplane with bias
+separates after a random Gaussian projection of the (globally centred) data to ``n`` features
+falls from 1 to 0 as ``n`` shrinks; the critical ``n_c`` where it crosses 1/2 gives the
+simulated capacity ``alpha_SIM = P / n_c`` (Chung, Lee & Sompolinsky, PRX 2018, Sec. V;
+Cohen et al., Nat. Commun. 2020; Stephenson et al., NeurIPS 2019, where alpha_SIM is checked
+against the mean-field capacity). The mean-field theory predicts it in the large-P limit.
+
+How it is measured here:
+
+* **Dichotomies and projections.** Dichotomy ``d`` has its own key: a random permutation labels
+  ``P // 2`` manifolds +1 and the rest -1, and a Gaussian matrix ``W_d`` (``N x n_max``, drawn in
+  column blocks keyed by block index, every column normalised to unit length) projects the
+  points, ``x -> W_d[:, :n]^T x``. Projections to different ``n`` are *nested* (the first ``n``
+  columns of one draw), the strongest form of common random numbers across ``n``: each column
+  is still an exact ``N(0, I)/||.||`` draw, so ``p(n)`` is unbiased at every ``n``.
+* **Monotone by construction.** With nested projections a dichotomy separable with ``n``
+  features stays separable with more (pad the normal with zeros), so each dichotomy has a
+  critical size ``n*_d = min{n : separable}``, found by a fixed-length branch-free bisection
+  (:func:`geomjax.solvers.integer_bisection`) vmapped over dichotomies, each test a certified
+  separability check (:func:`geomjax.solvers.separability`). The measured curve
+  ``p(n) = #{d : n*_d <= n} / n_dichotomies`` is then known at every ``n`` and is monotone, so
+  its 1/2-crossing is well defined (no interpolation between out-of-order noisy points).
+* **Crossing and uncertainty.** ``n_c`` interpolates ``p`` linearly between the last ``n`` with
+  ``p < 1/2`` and the next one (the reference's rule, on a monotone curve), i.e. it is the sample
+  median of the ``n*_d``. Its confidence interval is the distribution-free interval for a
+  median from binomial order statistics of the ``n_dichotomies`` draws; ``alpha_SIM``'s interval
+  is ``P`` over its ends. Each point of the curve carries its binomial standard error.
+* **Cheap bracket.** The search runs over ``(0, n_max]`` with ``n_max`` from an estimate of the
+  capacity (``1.5 P / capacity_guess``, e.g. the mean-field capacity of
+  :func:`geomjax.manifold.mftma`) or ``2 P``, not the full ``N``; it is doubled (up to ``N``) only
+  while the upper confidence bound is censored. Zero features never separate a balanced
+  dichotomy (the bias alone cannot), so ``n*_d >= 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from geomjax._checks import check_manifolds
+from geomjax._types import NotConvergedError, pytree_dataclass, result_dtype
+from geomjax.solvers._bisection import bisection_steps, integer_bisection
+from geomjax.solvers._separability import _separability_impl
+
+__all__ = ["EmpiricalCapacity", "empirical_capacity", "balanced_dichotomy", "nested_projection"]
+
+_HI = lax.Precision.HIGHEST
+
+
+@pytree_dataclass(meta=("n_dichotomies", "confidence", "n_manifolds", "n_features"))
+class EmpiricalCapacity:
+    """Result of :func:`empirical_capacity`.
+
+    Attributes:
+        alpha_sim: ``P / n_critical`` (NaN if fewer than half the dichotomies separate at
+            ``n_max``).
+        alpha_ci: ``(2,)`` confidence interval of ``alpha_sim`` (lower, upper); the lower end is
+            0 when the upper end of ``n_critical_ci`` is censored at ``n_max``.
+        n_critical: critical number of features ``n_c`` (1/2-crossing of ``p(n)``).
+        n_critical_ci: ``(2,)`` confidence interval of ``n_c`` (inf if censored).
+        n: ``(n_max + 1,)`` feature counts ``0..n_max`` of the curve.
+        fraction: ``(n_max + 1,)`` fraction of dichotomies separable at each ``n``.
+        fraction_stderr: binomial standard error ``sqrt(p (1 - p) / n_dichotomies)``.
+        n_tested: ``(n_max + 1,)`` number of separability checks run directly at each ``n``
+            (the other values follow from monotonicity).
+        n_star: ``(n_dichotomies,)`` each dichotomy's critical size (``n_max + 1`` = not
+            separable at ``n_max``, censored).
+        n_max: upper end of the bracket actually used.
+        n_censored: dichotomies not separable at ``n_max``.
+        n_undecided: separability checks left undecided (counted as not separable).
+        n_checks: separability checks run.
+        newton_steps_max, newton_steps_mean: solver effort per check.
+        max_residual: largest Gordan residual among non-separable verdicts.
+        n_dichotomies, confidence, n_manifolds, n_features: settings and sizes.
+    """
+
+    alpha_sim: Any
+    alpha_ci: Any
+    n_critical: Any
+    n_critical_ci: Any
+    n: Any
+    fraction: Any
+    fraction_stderr: Any
+    n_tested: Any
+    n_star: Any
+    n_max: Any
+    n_censored: Any
+    n_undecided: Any
+    n_checks: Any
+    newton_steps_max: Any
+    newton_steps_mean: Any
+    max_residual: Any
+    n_dichotomies: int = 0
+    confidence: float = 0.95
+    n_manifolds: int = 0
+    n_features: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """Scalars of the result as a flat dict."""
+        return {
+            "alpha_sim": float(self.alpha_sim),
+            "alpha_ci_low": float(np.asarray(self.alpha_ci)[0]),
+            "alpha_ci_high": float(np.asarray(self.alpha_ci)[1]),
+            "n_critical": float(self.n_critical),
+            "n_critical_ci_low": float(np.asarray(self.n_critical_ci)[0]),
+            "n_critical_ci_high": float(np.asarray(self.n_critical_ci)[1]),
+            "n_max": int(self.n_max),
+            "n_dichotomies": int(self.n_dichotomies),
+            "confidence": float(self.confidence),
+            "n_manifolds": int(self.n_manifolds),
+            "n_features": int(self.n_features),
+            "n_censored": int(self.n_censored),
+            "n_undecided": int(self.n_undecided),
+            "n_checks": int(self.n_checks),
+            "newton_steps_max": int(self.newton_steps_max),
+            "newton_steps_mean": float(self.newton_steps_mean),
+            "max_residual": float(self.max_residual),
+        }
+
+    def to_frame(self):
+        """Tidy table of the measured curve: one row per ``n`` with ``fraction``, its binomial
+        standard error, the number of direct checks, and the scalar results as columns (also in
+        ``DataFrame.attrs``)."""
+        import pandas as pd
+
+        df = pd.DataFrame(
+            {
+                "n": np.asarray(self.n),
+                "fraction": np.asarray(self.fraction),
+                "fraction_stderr": np.asarray(self.fraction_stderr),
+                "n_tested": np.asarray(self.n_tested),
+            }
+        )
+        s = self.summary()
+        for k in ("alpha_sim", "alpha_ci_low", "alpha_ci_high", "n_critical"):
+            df[k] = s[k]
+        df.attrs.update(s)
+        return df
+
+
+def balanced_dichotomy(key, n_manifolds: int) -> jax.Array:
+    """Random balanced labels: ``n_manifolds // 2`` manifolds get +1, the rest -1 (int32)."""
+    perm = jax.random.permutation(key, n_manifolds)
+    rank = jnp.argsort(perm)
+    return jnp.where(rank < n_manifolds // 2, 1, -1).astype(jnp.int32)
+
+
+def nested_projection(key, n_features: int, n_columns: int, block: int, dtype) -> jax.Array:
+    """Gaussian ``(n_features, n_columns)`` matrix with unit-norm columns, drawn in blocks of
+    ``block`` columns keyed by block index, so its first columns do not depend on
+    ``n_columns`` (nested projections; ``n_columns`` a multiple of ``block``)."""
+    n_blocks = n_columns // block
+    keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(n_blocks))
+    W = jax.vmap(lambda k: jax.random.normal(k, (n_features, block), dtype))(keys)
+    W = jnp.transpose(W, (1, 0, 2)).reshape(n_features, n_columns)
+    return W / jnp.linalg.norm(W, axis=0, keepdims=True)
+
+
+@partial(
+    jax.jit,
+    static_argnames=("n_manifolds", "n_max", "n_cols", "block", "max_steps", "rtol", "ridge",
+                     "chunk_size"),
+)
+def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, block, max_steps,
+                    rtol, ridge, chunk_size):
+    """Per-dichotomy critical sizes ``n*_d`` by certified bisection on nested projections."""
+    dt = X.dtype
+    K, N = X.shape
+    num_steps = bisection_steps(n_max)
+    cols = jnp.arange(n_cols)
+
+    def one(key):
+        k_lab, k_proj = jax.random.split(key)
+        y = balanced_dichotomy(k_lab, n_manifolds)[manifold_index]
+        W = nested_projection(k_proj, N, n_cols, block, dt)
+        Y = jnp.matmul(X, W, precision=_HI)
+        mask = jnp.ones((K,), bool)
+        w0 = jnp.zeros((n_cols + 1,), dt)
+
+        def check(n):
+            keep = (cols < n).astype(dt)
+            cert, steps, res = _separability_impl(
+                Y * keep, y, mask, w0, max_steps=max_steps, rtol=rtol, ridge=ridge
+            )
+            return cert.separable, (cert.decided, steps, jnp.where(cert.separable, 0.0, res))
+
+        sep_top, aux_top = check(jnp.int32(n_max))
+        # Censored dichotomies close their bracket at once; their later checks are ignored.
+        lo0 = jnp.where(sep_top, 0, n_max)
+        bis = integer_bisection(check, lo0, jnp.int32(n_max), num_steps)
+        n_star = jnp.where(sep_top, bis.hi, n_max + 1)
+        live = bis.tested_n >= 0
+        dec, steps, res = bis.aux
+        return dict(
+            n_star=n_star,
+            tested_n=jnp.concatenate([jnp.int32(n_max)[None], bis.tested_n]),
+            n_undecided=(~aux_top[0]).astype(jnp.int32) + jnp.sum(live & ~dec),
+            n_checks=1 + jnp.sum(live).astype(jnp.int32),
+            steps_max=jnp.maximum(aux_top[1], jnp.max(jnp.where(live, steps, 0))),
+            steps_sum=aux_top[1] + jnp.sum(jnp.where(live, steps, 0)),
+            max_residual=jnp.maximum(
+                jnp.where(aux_top[0], aux_top[2], 0.0), jnp.max(jnp.where(live & dec, res, 0.0))
+            ),
+        )
+
+    if chunk_size is None or chunk_size >= keys.shape[0]:
+        return jax.vmap(one)(keys)
+    return lax.map(one, keys, batch_size=chunk_size)
+
+
+def _median_ci_ranks(n: int, confidence: float) -> tuple[int, int]:
+    """1-based ranks ``(l, u)`` with ``P(X_(l) <= median <= X_(u)) >= confidence``."""
+    from scipy.stats import binom
+
+    a = (1.0 - confidence) / 2.0
+    l = int(binom.ppf(a, n, 0.5))  # P(B <= l - 1) <= a
+    while l > 0 and binom.cdf(l - 1, n, 0.5) > a:
+        l -= 1
+    l = max(l, 1)
+    return l, n - l + 1
+
+
+def empirical_capacity(
+    key,
+    manifolds,
+    n_dichotomies: int = 64,
+    *,
+    capacity_guess: float | None = None,
+    n_max: int | None = None,
+    center: bool = True,
+    confidence: float = 0.95,
+    block: int = 16,
+    max_steps: int = 100,
+    rtol: float | None = None,
+    chunk_size: int | None = None,
+    strict: bool = False,
+    dtype=None,
+) -> EmpiricalCapacity:
+    """Simulated manifold capacity ``alpha_SIM = P / n_c`` from random dichotomies.
+
+    ``p(n)`` is the fraction of ``n_dichotomies`` random balanced dichotomies of the P manifolds
+    that a hyperplane with bias separates after a random Gaussian projection to ``n`` features
+    (unit-norm columns); ``n_c`` is where ``p`` crosses 1/2 (see the module docstring for the
+    nested-projection design, the bisection and the median confidence interval).
+
+    Args:
+        key: ``jax.random.key``; split into one key per dichotomy (labels, projection), so a
+            dichotomy's outcome does not depend on ``n_dichotomies``, ``chunk_size`` or
+            ``n_max``.
+        manifolds: list of ``(M_mu, N)`` arrays (rows are points, ``M_mu`` may differ, ``M_mu = 1``
+            gives points) or one ``(P, M, N)`` array.
+        n_dichotomies: number of random dichotomies (their binomial noise sets the interval).
+        capacity_guess: an estimate of the capacity (e.g. the mean-field ``mftma(...).capacity``)
+            to place the bracket at ``1.5 P / capacity_guess``; default ``2 P`` features.
+        n_max: fix the upper end of the bracket instead (no automatic doubling).
+        center: subtract the global mean of all points first.
+        confidence: level of the confidence intervals.
+        block: projection columns are drawn and the bracket rounded in blocks of this many.
+        max_steps, rtol: separability solver settings (:func:`geomjax.solvers.separability`).
+        chunk_size: dichotomies solved at once (``lax.map`` batch size); default all.
+        strict: raise :class:`~geomjax._types.NotConvergedError` if any check was undecided.
+        dtype: computation dtype (default: the input's floating dtype).
+
+    Returns:
+        :class:`EmpiricalCapacity`.
+
+    Raises:
+        ValueError: bad manifolds (see :func:`geomjax._checks.check_manifolds`), bad sizes or
+            settings.
+    """
+    mans = check_manifolds(manifolds, "manifolds", min_points=1)
+    P = len(mans)
+    N = int(mans[0].shape[1])
+    if not isinstance(n_dichotomies, (int, np.integer)) or n_dichotomies < 1:
+        raise ValueError(f"`n_dichotomies` must be a positive int; got {n_dichotomies!r}.")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"`confidence` must be in (0, 1); got {confidence}.")
+    if capacity_guess is not None and not (np.isfinite(capacity_guess) and capacity_guess > 0):
+        raise ValueError(f"`capacity_guess` must be a positive finite float; got {capacity_guess}.")
+    if n_max is not None and not (isinstance(n_max, (int, np.integer)) and 1 <= n_max <= N):
+        raise ValueError(f"`n_max` must be an int in [1, N={N}]; got {n_max!r}.")
+    if not isinstance(block, (int, np.integer)) or block < 1:
+        raise ValueError(f"`block` must be a positive int; got {block!r}.")
+    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+        raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
+    try:
+        key = jnp.asarray(key)
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key_ok = key.shape == ()
+        else:
+            key_ok = key.dtype == jnp.uint32 and key.shape == (2,)
+    except TypeError:
+        key_ok = False
+    if not key_ok:
+        raise TypeError("`key` must be a single jax.random.key (or legacy PRNGKey); got "
+                        f"{type(key).__name__}.")
+
+    dt = jnp.dtype(dtype) if dtype is not None else result_dtype(*mans)
+    counts = np.array([m.shape[0] for m in mans])
+    X = jnp.concatenate([jnp.asarray(m, dt) for m in mans], axis=0)
+    manifold_index = jnp.asarray(np.repeat(np.arange(P), counts), jnp.int32)
+    if center:
+        X = X - jnp.mean(X, axis=0, keepdims=True)
+    keys = jax.random.split(key, n_dichotomies)
+    eps = float(jnp.finfo(dt).eps)
+    rtol_ = float(eps**0.5) if rtol is None else float(rtol)
+    ridge = 1e4 * eps
+    l_rank, u_rank = _median_ci_ranks(n_dichotomies, confidence)
+
+    if n_max is not None:
+        hi, auto = int(n_max), False
+    else:
+        guess = 2.0 * P if capacity_guess is None else 1.5 * P / float(capacity_guess)
+        hi, auto = min(N, max(block, int(math.ceil(guess / block)) * block)), True
+    while True:
+        n_cols = int(math.ceil(hi / block)) * block
+        out = _critical_sizes(
+            keys, X, manifold_index, n_manifolds=P, n_max=hi, n_cols=n_cols, block=int(block),
+            max_steps=int(max_steps), rtol=rtol_, ridge=ridge, chunk_size=chunk_size,
+        )
+        out = jax.tree_util.tree_map(np.asarray, out)
+        n_star = out["n_star"]
+        n_sep_top = int(np.sum(n_star <= hi))
+        if not auto or n_sep_top >= u_rank or hi >= N:
+            break
+        hi = min(N, 2 * hi)
+
+    D = n_dichotomies
+    grid = np.arange(hi + 1)
+    frac = (n_star[None, :] <= grid[:, None]).mean(axis=1)
+    stderr = np.sqrt(frac * (1.0 - frac) / D)
+    tested = out["tested_n"].ravel()
+    n_tested = np.bincount(tested[tested >= 0], minlength=hi + 1)[: hi + 1]
+    above = np.nonzero(frac >= 0.5)[0]
+    if above.size:
+        nb = int(above[0])
+        na = nb - 1
+        pa, pb = frac[na], frac[nb]
+        n_c = na + (0.5 - pa) / (pb - pa)
+    else:
+        n_c = np.nan
+    s = np.sort(n_star).astype(float)
+    s[s > hi] = np.inf
+    ci_n = np.array([s[l_rank - 1] - 1.0, s[u_rank - 1]])
+    alpha = P / n_c if np.isfinite(n_c) else np.nan
+    alpha_ci = np.array([P / ci_n[1] if np.isfinite(ci_n[1]) else 0.0,
+                         P / ci_n[0] if ci_n[0] > 0 else np.inf])
+    n_checks = int(out["n_checks"].sum())
+    res = EmpiricalCapacity(
+        alpha_sim=np.asarray(alpha),
+        alpha_ci=alpha_ci,
+        n_critical=np.asarray(n_c),
+        n_critical_ci=ci_n,
+        n=grid,
+        fraction=frac,
+        fraction_stderr=stderr,
+        n_tested=n_tested,
+        n_star=n_star,
+        n_max=np.asarray(hi),
+        n_censored=np.asarray(int(np.sum(n_star > hi))),
+        n_undecided=np.asarray(int(out["n_undecided"].sum())),
+        n_checks=np.asarray(n_checks),
+        newton_steps_max=np.asarray(int(out["steps_max"].max())),
+        newton_steps_mean=np.asarray(float(out["steps_sum"].sum()) / max(n_checks, 1)),
+        max_residual=np.asarray(float(out["max_residual"].max())),
+        n_dichotomies=int(D),
+        confidence=float(confidence),
+        n_manifolds=int(P),
+        n_features=int(N),
+    )
+    if strict and int(res.n_undecided):
+        raise NotConvergedError(
+            f"empirical_capacity: {int(res.n_undecided)} of {n_checks} separability checks were "
+            f"undecided within max_steps={max_steps}; raise max_steps or loosen rtol."
+        )
+    return res

@@ -1,0 +1,263 @@
+"""Linear separability with a bias, decided with a certificate either way.
+
+Points ``x_j`` (rows of ``points``) with labels ``y_j = +-1`` are *strictly* separable by a
+hyperplane with bias iff some ``(w, b)`` has ``y_j (w . x_j + b) > 0`` for every ``j``. With the
+label-signed, bias-augmented points ``z_j = y_j (x_j, s)`` (``s > 0`` a scale for the bias
+coordinate) this reads ``Z w' > 0``, and Gordan's theorem gives the alternative:
+
+    separable  <=>  there is w' with z_j . w' > 0 for all j
+    not        <=>  0 is in conv{z_j}: some lambda >= 0, sum lambda = 1, sum_j lambda_j z_j = 0.
+
+The solver minimises the squared hinge loss with no regulariser,
+
+    f(w') = 1/2 sum_j max(0, 1 - z_j . w')^2,
+
+which is a convex piecewise quadratic. Its infimum is 0, attained, iff the points are separable
+(any w' with all margins >= 1), and at a minimiser the slacks ``xi_j = max(0, 1 - z_j . w')``
+satisfy ``grad f = -Z^T xi = 0``, so ``lambda = xi / sum(xi)`` is exactly Gordan's convex
+combination at 0. Both verdicts therefore come from one problem:
+
+* **separable** only when the current ``w'`` gives every point a positive margin larger than the
+  floating-point error bound of its dot product (every sign is checked);
+* **not separable** when the convex weights ``lambda`` reach
+  ``||sum_j lambda_j z_j|| <= tol * max_j ||z_j||``. For any unit ``w'``,
+  ``min_j z_j . w' <= (sum_j lambda_j z_j) . w'``, so this certifies that no hyperplane separates
+  the points with a normalised margin above ``tol`` (exact non-separability when the residual is
+  at round-off level, which Newton's method reaches once its active set is right);
+* **undecided** otherwise, after ``max_steps``: flagged, never guessed.
+
+Minimisation is the generalised (semismooth) Newton method for the L2-loss SVM (Keerthi &
+DeCoste, JMLR 2005, "A modified finite Newton method for fast solution of large scale linear
+SVMs"): the Hessian ``Z_A^T Z_A`` over the active set ``A = {xi > 0}`` (a small ridge keeps it
+invertible), and an exact line search over the piecewise-quadratic restriction, found by sorting
+its breakpoints. The method terminates finitely in exact arithmetic; in practice it takes 5-20
+steps, each a batched ``(n+1) x K x (n+1)`` product, so it vectorises well over dichotomies.
+
+This is the separability check of the empirical manifold capacity alpha_SIM (Chung, Lee &
+Sompolinsky, PRX 2018; Stephenson et al., NeurIPS 2019, simulated capacity), where the reference
+solves a hard-margin SVM QP per dichotomy; hard-margin feasibility and the verdict here coincide.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from geomjax._types import Solution, SolverSettings, pytree_dataclass, result_dtype
+
+__all__ = ["SeparabilityCertificate", "separability"]
+
+_HI = lax.Precision.HIGHEST
+
+
+@pytree_dataclass
+class SeparabilityCertificate:
+    """What :func:`separability` proved about one labelled point set.
+
+    Attributes:
+        separable: bool, a hyperplane was found and every point's sign was checked.
+        decided: bool, ``separable`` or a Gordan certificate within tolerance was found; when
+            False the problem is undecided (counted as not separable by callers, and flagged).
+        w: ``(n,)`` normal of the last hyperplane iterate (the separating one when separable).
+        b: scalar bias; the decision function is ``x . w + b``.
+        margin: ``min_j y_j (x_j . w + b) / ||(w, b/s)||`` over valid points, positive iff
+            separable (``s`` is the bias scale used internally).
+        weights: ``(K,)`` convex weights ``lambda`` (zero on masked points), the Gordan
+            certificate when not separable.
+        gordan_residual: ``||sum_j lambda_j z_j|| / max_j ||z_j||``, an upper bound on the
+            normalised margin any hyperplane can reach.
+    """
+
+    separable: jax.Array
+    decided: jax.Array
+    w: jax.Array
+    b: jax.Array
+    margin: jax.Array
+    weights: jax.Array
+    gordan_residual: jax.Array
+
+
+def _exact_line_search(m, q, valid):
+    """Minimiser ``t >= 0`` of ``phi(t) = 1/2 sum_j max(0, 1 - m_j - t q_j)^2``.
+
+    ``phi'`` is non-decreasing and piecewise linear with breakpoints ``tau_j = (1 - m_j) / q_j``;
+    sorting them and accumulating the active sums gives ``phi'`` on every piece, and the root lies
+    on the first piece whose linear form crosses zero. ``q`` must be a descent direction.
+    """
+    dt = m.dtype
+    r = jnp.where(valid, 1.0 - m, 0.0)
+    q = jnp.where(valid, q, 0.0)
+    tau = r / jnp.where(q == 0, 1.0, q)
+    # q > 0, r > 0: active on [0, tau), leaves at tau.  q < 0, r > 0: always active.
+    # q < 0, r <= 0: enters at tau >= 0.  Everything else never contributes.
+    leaves = (q > 0) & (r > 0)
+    enters = (q < 0) & (r <= 0)
+    active0 = (r > 0) & (q != 0)
+    s1_0 = jnp.sum(jnp.where(active0, q * r, 0.0))
+    s2_0 = jnp.sum(jnp.where(active0, q * q, 0.0))
+    c_0 = jnp.sum(active0.astype(jnp.int32))
+    event = leaves | enters
+    sign = jnp.where(leaves, -1.0, 1.0).astype(dt)
+    ev_t = jnp.where(event, jnp.maximum(tau, 0.0), jnp.inf)
+    order = jnp.argsort(ev_t)
+    ev_t = ev_t[order]
+    d1 = jnp.where(event, sign * q * r, 0.0)[order]
+    d2 = jnp.where(event, sign * q * q, 0.0)[order]
+    dc = jnp.where(event, jnp.where(leaves, -1, 1), 0)[order]
+    s1 = jnp.concatenate([s1_0[None], s1_0 + jnp.cumsum(d1)])
+    s2 = jnp.concatenate([s2_0[None], s2_0 + jnp.cumsum(d2)])
+    cnt = jnp.concatenate([c_0[None], c_0 + jnp.cumsum(dc)])
+    left = jnp.concatenate([jnp.zeros((1,), dt), ev_t])
+    right = jnp.concatenate([ev_t, jnp.full((1,), jnp.inf, dt)])
+    # phi'(t) = -s1 + t s2 on [left, right], non-decreasing in t; an empty active set is a flat
+    # zero piece (the loss reached 0 there).
+    empty = cnt <= 0
+    pos = (~empty) & (s2 > 0)
+    root = jnp.clip(jnp.where(pos, s1 / jnp.where(pos, s2, 1.0), left), left, right)
+    dphi_right = jnp.where(jnp.isfinite(right), -s1 + right * s2, jnp.inf)
+    ok = empty | (pos & (dphi_right >= 0))
+    k = jnp.argmax(ok)
+    t = jnp.where(jnp.any(ok), jnp.where(empty[k], left[k], root[k]), left[-1])
+    return jnp.where(jnp.isfinite(t), t, 0.0)
+
+
+@partial(jax.jit, static_argnames=("max_steps", "rtol", "ridge"))
+def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge):
+    dt = points.dtype
+    eps = jnp.finfo(dt).eps
+    K, n = points.shape
+    mask = mask.astype(bool)
+    validf = mask.astype(dt)
+    sq = jnp.sum(points * points, axis=1) * validf
+    n_valid = jnp.maximum(jnp.sum(validf), 1.0)
+    s = jnp.sqrt(jnp.sum(sq) / n_valid)
+    s = jnp.where(s > 0, s, jnp.ones((), dt))
+    y = jnp.where(labels > 0, 1.0, -1.0).astype(dt) * validf
+    Z = jnp.concatenate([points, jnp.full((K, 1), s, dt)], axis=1) * y[:, None]
+    znorm = jnp.sqrt(sq + s * s) * validf
+    zmax = jnp.max(znorm)
+    # Round-off bound of a length-(n+1) dot product: a margin above it has a certain sign.
+    err_scale = 4.0 * (n + 2) * eps * znorm
+
+    def assess(w):
+        m = jnp.matmul(Z, w, precision=_HI)
+        wn = jnp.linalg.norm(w)
+        sep = jnp.all(jnp.where(mask, m > err_scale * wn, True)) & (wn > 0)
+        xi = jnp.where(mask, jnp.maximum(1.0 - m, 0.0), 0.0)
+        g = -jnp.matmul(xi, Z, precision=_HI)
+        sxi = jnp.sum(xi)
+        res = jnp.linalg.norm(g) / jnp.where(sxi > 0, sxi * zmax, 1.0)
+        res = jnp.where(sxi > 0, res, jnp.inf)
+        nonsep = (~sep) & (res <= rtol)
+        return m, xi, g, sep, nonsep, res
+
+    def cond(state):
+        w, k, done = state
+        return (~done) & (k < max_steps)
+
+    def body(state):
+        w, k, _ = state
+        m, xi, g, sep, nonsep, _ = assess(w)
+        a = (xi > 0).astype(dt)
+        H = jnp.matmul(Z.T, Z * a[:, None], precision=_HI)
+        scale = jnp.trace(H) / (n + 1)
+        H = H + (ridge * jnp.where(scale > 0, scale, 1.0) + jnp.finfo(dt).tiny) * jnp.eye(n + 1, dtype=dt)
+        L = jnp.linalg.cholesky(H)
+        d = -jax.scipy.linalg.cho_solve((L, True), g)
+        d = jnp.where(jnp.all(jnp.isfinite(d)), d, -g)
+        q = jnp.matmul(Z, d, precision=_HI)
+        t = _exact_line_search(m, q, mask)
+        done = sep | nonsep
+        w_new = jnp.where(done, w, w + t * d)
+        return w_new, k + jnp.where(done, 0, 1), done
+
+    w_fin, steps, _ = lax.while_loop(cond, body, (w0.astype(dt), jnp.int32(0), jnp.bool_(False)))
+    m, xi, g, sep, nonsep, res = assess(w_fin)
+    sxi = jnp.sum(xi)
+    lam = jnp.where(sxi > 0, xi / jnp.where(sxi > 0, sxi, 1.0), 0.0)
+    wn = jnp.linalg.norm(w_fin)
+    margin = jnp.where(wn > 0, jnp.min(jnp.where(mask, m, jnp.inf)) / wn, jnp.zeros((), dt))
+    cert = SeparabilityCertificate(
+        separable=sep,
+        decided=sep | nonsep,
+        w=w_fin[:n],
+        b=w_fin[n] * s,
+        margin=margin,
+        weights=lam,
+        gordan_residual=jnp.where(sep, jnp.zeros((), dt), res),
+    )
+    return cert, steps, jnp.where(sep, jnp.zeros((), dt), res)
+
+
+def separability(
+    points,
+    labels,
+    mask=None,
+    *,
+    w0=None,
+    rtol: float | None = None,
+    max_steps: int = 100,
+    ridge: float | None = None,
+) -> Solution:
+    """Decide whether labelled points are strictly separable by a hyperplane with bias.
+
+    Single-instance kernel (jit-compiled); batch with ``jax.vmap`` over leading axes of
+    ``points``/``labels``/``mask``/``w0`` (e.g. over dichotomies or projection sizes).
+
+    Args:
+        points: ``(K, n)`` float array, rows are points.
+        labels: ``(K,)`` labels; ``> 0`` is class +1, anything else class -1.
+        mask: optional ``(K,)`` bool, False rows are padding and ignored.
+        w0: optional ``(n + 1,)`` warm start in the solver's internal scaling (the ``w`` of a
+            previous certificate concatenated with ``b / s`` is *not* required: zeros is fine).
+        rtol: Gordan-certificate tolerance on ``||sum lambda_j z_j|| / max ||z_j||``; default
+            ``sqrt(eps)`` of the dtype (1.5e-8 in float64, 3.5e-4 in float32).
+        max_steps: Newton step budget; problems not decided within it are flagged undecided.
+        ridge: relative ridge on the active-set Hessian; default ``1e4 * eps``.
+
+    Returns:
+        :class:`~geomjax._types.Solution` with ``value`` a :class:`SeparabilityCertificate`,
+        ``converged`` = decided, ``num_steps`` Newton steps, and ``residual`` the Gordan residual
+        (0 when a separating hyperplane was verified).
+
+    Raises:
+        ValueError: ``points`` not 2-D, or ``labels``/``mask`` lengths differing from ``K``.
+    """
+    points = jnp.asarray(points)
+    if points.ndim != 2:
+        raise ValueError(
+            f"`points` must be (K, n) with rows as points; got shape {tuple(points.shape)}."
+        )
+    dt = result_dtype(points)
+    points = points.astype(dt)
+    K, n = points.shape
+    labels = jnp.asarray(labels)
+    if labels.shape != (K,):
+        raise ValueError(f"`labels` must have shape ({K},) to match `points`; got {tuple(labels.shape)}.")
+    mask = jnp.ones((K,), bool) if mask is None else jnp.asarray(mask).astype(bool)
+    if mask.shape != (K,):
+        raise ValueError(f"`mask` must have shape ({K},) to match `points`; got {tuple(mask.shape)}.")
+    if w0 is None:
+        w0 = jnp.zeros((n + 1,), dt)
+    else:
+        w0 = jnp.asarray(w0, dt)
+        if w0.shape != (n + 1,):
+            raise ValueError(f"`w0` must have shape ({n + 1},) (n features + bias); got {tuple(w0.shape)}.")
+    eps = float(jnp.finfo(dt).eps)
+    rtol = float(eps**0.5) if rtol is None else float(rtol)
+    ridge = 1e4 * eps if ridge is None else float(ridge)
+    if max_steps < 1:
+        raise ValueError(f"`max_steps` must be >= 1; got {max_steps}.")
+    cert, steps, res = _separability_impl(
+        points, labels, mask, w0, max_steps=int(max_steps), rtol=rtol, ridge=ridge
+    )
+    return Solution(
+        value=cert,
+        converged=cert.decided,
+        num_steps=steps,
+        residual=res,
+        settings=SolverSettings(rtol=rtol, atol=0.0, max_steps=int(max_steps), method="newton-l2svm"),
+    )
