@@ -222,9 +222,11 @@ def _linear_method(n, widths, n_pairs):
     return "feature" if feature <= gram else "gram"
 
 
-def _auto_block(n, r, max_block_elements):
+def _auto_block(n, r, max_block_elements, max_block):
+    # Many smaller blocks skip more of the symmetric lower triangle ((nb + 1) / (2 nb) of the
+    # full work); ~1000-row blocks keep every matmul large enough to run at full speed.
     b = int(math.sqrt(max_block_elements / max(r, 1)))
-    b = max(min(b, n), 1)
+    b = max(min(b, n, max_block), 1)
     nb = math.ceil(n / b)
     return math.ceil(n / nb)  # equal blocks, least padding
 
@@ -241,6 +243,7 @@ def cka_matrix(
     method: str = "auto",
     block_size: int | None = None,
     max_block_elements: int = 2**26,
+    max_block: int = 1024,
     pair_chunk: int = 8,
 ) -> SimilarityMatrix:
     """CKA between all pairs of many representations, e.g. every layer x every epoch.
@@ -259,7 +262,7 @@ def cka_matrix(
         method: linear kernel: ``"auto"``, ``"gram"`` (blocked stacked Grams) or ``"feature"``
             (chunked pairwise cross-products).
         block_size: Gram row-block size (default: the largest with ``R * b^2`` at most
-            ``max_block_elements``).
+            ``max_block_elements`` and ``b <= max_block``).
         pair_chunk: pairs evaluated at once on the feature-space path (memory ``chunk * D^2``).
 
     Returns:
@@ -279,7 +282,7 @@ def cka_matrix(
             m_used = _linear_method(n, [r.shape[1] for r in reps], len(pairs))
         settings["method"] = m_used
         if m_used == "gram":
-            b = block_size or _auto_block(n, r_total, max_block_elements)
+            b = block_size or _auto_block(n, r_total, max_block_elements, max_block)
             n_pad = math.ceil(n / b) * b
             if n_pad != n:
                 z = jnp.pad(z, ((0, 0), (0, n_pad - n), (0, 0)))
