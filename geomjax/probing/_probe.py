@@ -72,6 +72,16 @@ def probe_logits(probe: Probe, x, feature_mask=None):
     return jnp.matmul(x, w, precision=_HI) + probe.bias
 
 
+def _masked_t(wt, mask):
+    return wt if mask is None else wt * mask[None, :].astype(wt.dtype)
+
+
+def _logits_t(x, wt, b):
+    # weights kept as (C, D) inside the training loops: the (N, D) x (C, D)^T product and its
+    # gradient run about twice as fast on CPU as with (D, C)
+    return jnp.einsum("nd,cd->nc", x, wt, precision=_HI) + b
+
+
 def _ce(logits, y, weight=None):
     lse = jax.nn.logsumexp(logits, axis=-1)
     picked = jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
@@ -106,12 +116,16 @@ def probe_objective(probe: Probe, x, y, lam1=0.0, lam2=0.0, *, l2: str = "square
     return _ce(logits, y, sample_weight) + lam1 * jnp.abs(w).sum() + lam2 * _l2(w, l2)
 
 
-def _smooth_grad(params, x, y, lam2, l2, mask):
+def _smooth_grad(params, x, y, lam2, l2, mask, transposed=False):
     """Gradient of the smooth part (CE + squared L2, or CE alone for the unsquared form)."""
 
     def f(p):
-        w = _masked(p.weights, mask)
-        val = _ce(jnp.matmul(x, w, precision=_HI) + p.bias, y)
+        if transposed:
+            w = _masked_t(p.weights, mask)
+            val = _ce(_logits_t(x, w, p.bias), y)
+        else:
+            w = _masked(p.weights, mask)
+            val = _ce(jnp.matmul(x, w, precision=_HI) + p.bias, y)
         if l2 == "squared":
             val = val + lam2 * jnp.sum(w * w)
         return val
@@ -155,15 +169,16 @@ def _fit_adam(key, x, y, mask, lam1, lam2, lr, *, n_classes, epochs, batch_size,
     nb = -(-n // batch_size)
     npad = nb * batch_size
     k_init, k_shuf = jax.random.split(key)
-    params = _init(k_init, d, n_classes, dt, init)
+    p0 = _init(k_init, d, n_classes, dt, init)
+    params = Probe(p0.weights.T, p0.bias)  # (C, D) layout inside the loop
     opt = optax.adam(lr)
     state = opt.init(params)
     valid = (jnp.arange(npad) < n).astype(dt).reshape(nb, batch_size)
 
     def batch_loss(p, xb, yb, vb):
-        w = _masked(p.weights, mask)
-        logits = jnp.matmul(xb, w, precision=_HI) + p.bias
-        return _ce(logits, yb, vb) + lam1 * jnp.abs(w).sum() + lam2 * _l2(w, l2)
+        wt = _masked_t(p.weights, mask)
+        return _ce(_logits_t(xb, wt, p.bias), yb, vb) + lam1 * jnp.abs(wt).sum() + lam2 * _l2(
+            wt, l2)
 
     def step(carry, inp):
         p, s = carry
@@ -182,7 +197,7 @@ def _fit_adam(key, x, y, mask, lam1, lam2, lr, *, n_classes, epochs, batch_size,
         return carry, (losses * valid.sum(1)).sum() / n
 
     (params, _), _ = jax.lax.scan(epoch, (params, state), jnp.arange(epochs))
-    params = Probe(_masked(params.weights, mask), params.bias)
+    params = Probe(_masked_t(params.weights, mask).T, params.bias)
     return params, jnp.asarray(epochs * nb, jnp.int32)
 
 
@@ -191,7 +206,7 @@ def _prox(p: Probe, t, lam1, lam2, l2, mask):
     if l2 == "unsquared":  # prox of lam1|.|_1 + lam2||.||_F = group shrink after soft threshold
         nrm = jnp.sqrt(jnp.sum(w * w))
         w = w * jnp.maximum(1.0 - t * lam2 / jnp.where(nrm > 0, nrm, 1.0), 0.0)
-    return Probe(_masked(w, mask), p.bias)
+    return Probe(_masked_t(w, mask), p.bias)
 
 
 def _fit_fista(key, x, y, mask, lam1, lam2, *, n_classes, l2, init, rtol, atol, max_steps,
@@ -199,15 +214,15 @@ def _fit_fista(key, x, y, mask, lam1, lam2, *, n_classes, l2, init, rtol, atol, 
     n, d = x.shape
     dt = x.dtype
     x0 = _init(key, d, n_classes, dt, init)
-    x0 = Probe(_masked(x0.weights, mask), x0.bias)
+    x0 = Probe(_masked_t(x0.weights.T, mask), x0.bias)  # (C, D) layout inside the loop
     tree = jax.tree_util
     ce0 = _smooth_grad(Probe(jnp.zeros_like(x0.weights), jnp.zeros_like(x0.bias)), x, y, 0.0,
-                       "squared", mask)[1]
+                       "squared", mask, True)[1]
     g0 = jnp.maximum(jnp.max(jnp.abs(ce0.weights)), jnp.max(jnp.abs(ce0.bias)))
     tol = atol + rtol * g0
 
-    def f(p):
-        return _smooth_grad(p, x, y, lam2, l2, mask)[0]
+    def grad(p):
+        return _smooth_grad(p, x, y, lam2, l2, mask, True)
 
     def dot(a, b):
         return sum(jnp.vdot(u, v) for u, v in zip(tree.tree_leaves(a), tree.tree_leaves(b)))
@@ -215,26 +230,27 @@ def _fit_fista(key, x, y, mask, lam1, lam2, *, n_classes, l2, init, rtol, atol, 
     def sub(a, b):
         return tree.tree_map(jnp.subtract, a, b)
 
-    # Lipschitz estimate to start the backtracking: 1/2 lambda_max([X 1]^T [X 1] / n) (+ 2 lam2),
-    # by a few power iterations (the softmax Hessian is bounded by 1/2).
+    def residual(p):
+        return probe_kkt_residual(Probe(p.weights.T, p.bias), x, y, lam1, lam2, l2=l2,
+                                  feature_mask=mask)
+
+    # Lipschitz estimate to start the backtracking: 1/2 lambda_max(X^T X / n) + 1/2 (bias)
+    # (+ 2 lam2), by a few power iterations (the softmax Hessian is bounded by 1/2).
     v = jnp.ones((d,), dt) / np.sqrt(d)
 
     def power(v, _):
-        u = jnp.matmul(x.T, jnp.matmul(x, v, precision=_HI), precision=_HI) / n
+        u = jnp.matmul(jnp.matmul(x, v, precision=_HI), x, precision=_HI) / n
         return u / jnp.maximum(jnp.linalg.norm(u), 1e-30), jnp.linalg.norm(u)
 
     _, lams = jax.lax.scan(power, v, None, length=20)
     big_l = 0.5 * (lams[-1] + 1.0) + (2.0 * lam2 if l2 == "squared" else 0.0)
     big_l = jnp.maximum(big_l, 1e-6).astype(dt)
 
-    def cond(s):
-        return (~s["done"]) & (s["k"] < max_steps)
-
-    def body(s):
-        xk, xprev, tk, lk = s["x"], s["xprev"], s["t"], s["L"]
+    def fista_step(_, c):
+        xk, xprev, tk, lk = c
         tnext = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * tk * tk))
         yk = tree.tree_map(lambda a, b: a + ((tk - 1.0) / tnext) * (a - b), xk, xprev)
-        fy, gy = _smooth_grad(yk, x, y, lam2, l2, mask)
+        fy, gy = grad(yk)
         eps = 10 * jnp.finfo(dt).eps * (1.0 + jnp.abs(fy))
 
         def try_step(lk):
@@ -242,7 +258,7 @@ def _fit_fista(key, x, y, mask, lam1, lam2, *, n_classes, l2, init, rtol, atol, 
             xn = _prox(tree.tree_map(lambda a, g: a - step * g, yk, gy), step, lam1, lam2, l2,
                        mask)
             diff = sub(xn, yk)
-            ok = f(xn) <= fy + dot(gy, diff) + 0.5 * lk * dot(diff, diff) + eps
+            ok = grad(xn)[0] <= fy + dot(gy, diff) + 0.5 * lk * dot(diff, diff) + eps
             return xn, ok
 
         def bt_cond(c):
@@ -258,21 +274,23 @@ def _fit_fista(key, x, y, mask, lam1, lam2, *, n_classes, l2, init, rtol, atol, 
         l_new, xn, ok, _ = jax.lax.while_loop(bt_cond, bt_body, (l_try, xn, ok, 0))
         # gradient-based adaptive restart: momentum that points uphill is dropped
         restart = dot(sub(yk, xn), sub(xn, xk)) > 0
-        tnext = jnp.where(restart, 1.0, tnext)
-        k = s["k"] + 1
-        check = (k % check_every == 0) | (k >= max_steps)
-        res = jax.lax.cond(
-            check,
-            lambda: probe_kkt_residual(xn, x, y, lam1, lam2, l2=l2, feature_mask=mask),
-            lambda: s["res"],
-        )
-        return dict(x=xn, xprev=xk, t=tnext.astype(dt), L=l_new, k=k, res=res,
-                    done=check & (res <= tol))
+        return xn, xk, jnp.where(restart, 1.0, tnext).astype(dt), l_new
+
+    def cond(s):
+        return (~s["done"]) & (s["k"] < max_steps)
+
+    def body(s):
+        # check_every FISTA steps, then one residual evaluation (no lax.cond: under vmap it would
+        # evaluate both branches every step)
+        c = jax.lax.fori_loop(0, check_every, fista_step, (s["x"], s["xprev"], s["t"], s["L"]))
+        res = residual(c[0])
+        return dict(x=c[0], xprev=c[1], t=c[2], L=c[3], k=s["k"] + check_every, res=res,
+                    done=res <= tol)
 
     s0 = dict(x=x0, xprev=x0, t=jnp.asarray(1.0, dt), L=big_l, k=jnp.asarray(0, jnp.int32),
               res=jnp.asarray(jnp.inf, dt), done=jnp.asarray(False))
     s = jax.lax.while_loop(cond, body, s0)
-    return s["x"], s["k"], s["res"], s["done"], tol
+    return Probe(s["x"].weights.T, s["x"].bias), s["k"], s["res"], s["done"], tol
 
 
 def _fit_one_impl(key, x, y, mask, lam1, lam2, lr, *, n_classes, mode, l2, epochs, batch_size,

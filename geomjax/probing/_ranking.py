@@ -14,7 +14,8 @@ All rankings are pure functions of ``|W|`` with ``W`` the probe weights ``(D, C)
   chunks and cutoffs at any stride in ``O(C D log D)``. Inside a chunk NeuroX's order is set
   iteration order; here it is by decreasing ``max_c |W[d, c]| / sum_d |W[d, c]|``. Neurons that
   no step selects (e.g. all-zero rows, which NeuroX leaves out) come last, entry step
-  ``stride + 1``.
+  ``stride + 1``. Equal weights are sorted as NeuroX's ``argsort(...)[::-1]`` does with a
+  stable sort (higher neuron id first).
 * **hard threshold** -- ``|W[d, c]| > max_d |W[d, c]| / fraction`` for some class (NeuroX's
   ``get_top_neurons_hard_threshold``: ``fraction=10`` keeps weights above 10 % of the max).
 * **random** -- a seeded Bernoulli(``prob``) mask, or exactly ``k`` neurons drawn without
@@ -96,7 +97,8 @@ def _per_class_counts(w_sorted, p):
 @jax.jit
 def _select_sorted(w, p, descending):
     d = w.shape[0]
-    order = jnp.argsort(jnp.where(descending, -w, w), axis=0, stable=True)  # (D, C)
+    asc = jnp.argsort(w, axis=0, stable=True)
+    order = jnp.where(descending, jnp.flip(asc, axis=0), asc)  # (D, C)
     ws = jnp.take_along_axis(w, order, axis=0)
     counts = _per_class_counts(ws, p)  # (C,)
     rank = jnp.argsort(order, axis=0)  # rank of each neuron per class
@@ -153,7 +155,8 @@ def mask_from_indices(indices, n_neurons: int):
 @partial(jax.jit, static_argnames=("stride",))
 def _ordering(w, stride):
     d, c = w.shape
-    order_c = jnp.argsort(-w, axis=0, stable=True)  # (D, C) descending per class
+    # descending per class as NeuroX (argsort(...)[::-1]): equal weights, higher id first
+    order_c = jnp.flip(jnp.argsort(w, axis=0, stable=True), axis=0)  # (D, C)
     ws = jnp.take_along_axis(w, order_c, axis=0)
     cums = jnp.cumsum(ws, axis=0)
     total = w.sum(axis=0)

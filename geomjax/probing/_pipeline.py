@@ -1,0 +1,307 @@
+"""The papers' neuron-analysis pipeline in one compiled call, plus tidy result tables.
+
+Chowdhury, Durrani & Ali (CSL 2023), Secs. 3-6, on utterance-level features:
+
+1. probe on ALL neurons and, in the same vmapped call, on control labels (selectivity);
+2. neuron ordering from the ALL probe's weights at 0.1 % mass steps;
+3. ablation of the trained probe keeping the top / bottom / random 20 %;
+4. minimal neuron set: retrain on the top 1 ... 75 % (one vmapped call), smallest set within
+   ``delta`` of the oracle;
+5. layer-wise probes (one vmapped call over the ``(L, N, H_max)`` layout);
+6. majority baseline and the distribution of the selected neurons across layers.
+
+``paper_pipeline`` vmaps the whole thing over label sets (tasks) and seeds.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from geomjax._checks import as_array, check_finite, check_labels, check_rank
+from geomjax._types import pytree_dataclass, result_dtype
+from geomjax.probing._ablation import PAPER_FRACTIONS, select_minimal
+from geomjax.probing._features import LayerIndex
+from geomjax.probing._metrics import Scores, scores
+from geomjax.probing._probe import Probe, _fit_one_impl
+from geomjax.probing._ranking import _ordering, random_k_neurons
+
+__all__ = ["PipelineResult", "paper_pipeline"]
+
+_HI = jax.lax.Precision.HIGHEST
+
+
+@pytree_dataclass(meta=("fractions", "widths", "stride", "ablation_fraction"))
+class PipelineResult:
+    """Everything the pipeline measures (leading axes ``(tasks, seeds)`` when batched).
+
+    Attributes:
+        all_scores, control_scores: test scores of the ALL probe on the task / control labels.
+        selectivity: ``acc(task) - acc(control)``.
+        majority: majority-class test accuracy.
+        probe: the ALL probe; ``order``: neuron ordering (most important first) and
+            ``cutoffs`` at each mass step.
+        ablation_scores: ``(3,)`` scores keeping top / bottom / random ``ablation_fraction``.
+        minimal_scores, minimal_n: ``(F,)`` retrained scores and set sizes; ``minimal_chosen``
+            and ``minimal_reached`` the selection.
+        minimal_layers: ``(L,)`` neurons of the chosen minimal set per layer;
+            ``top_layers``: the same for the ablation's top set.
+        layer_scores: ``(L,)`` layer-wise probe scores.
+        converged: ``(2 + F + L,)`` convergence flags of every probe trained.
+    """
+
+    all_scores: Scores
+    control_scores: Scores
+    selectivity: jax.Array
+    majority: jax.Array
+    probe: Probe
+    order: jax.Array
+    cutoffs: jax.Array
+    ablation_scores: Scores
+    minimal_scores: Scores
+    minimal_n: jax.Array
+    minimal_chosen: jax.Array
+    minimal_reached: jax.Array
+    minimal_layers: jax.Array
+    top_layers: jax.Array
+    layer_scores: Scores
+    converged: jax.Array
+    fractions: tuple[float, ...]
+    widths: tuple[int, ...]
+    stride: int
+    ablation_fraction: float
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table: one row per (task, seed, analysis, subset) with accuracy, F1, MCC and the
+        number of neurons."""
+        acc = np.asarray(self.all_scores.accuracy)
+        batch_shape = acc.shape
+        rows = []
+        n_layers = len(self.widths)
+        d = int(sum(self.widths))
+        k_abl = int(round(self.ablation_fraction * d))
+        for idx in np.ndindex(*batch_shape):
+            task = idx[0] if len(idx) > 0 else 0
+            seed = idx[1] if len(idx) > 1 else 0
+
+            def add(analysis, subset, sc, j, n_neurons):
+                get = (lambda a: float(np.asarray(a)[idx] if j is None else np.asarray(a)[idx][j]))
+                rows.append(dict(task=task, seed=seed, analysis=analysis, subset=subset,
+                                 n_neurons=int(n_neurons), accuracy=get(sc.accuracy),
+                                 f1=get(sc.f1), mcc=get(sc.mcc)))
+
+            add("oracle", "ALL", self.all_scores, None, d)
+            add("control", "ALL", self.control_scores, None, d)
+            rows.append(dict(task=task, seed=seed, analysis="selectivity", subset="ALL",
+                             n_neurons=d, accuracy=float(np.asarray(self.selectivity)[idx]),
+                             f1=np.nan, mcc=np.nan))
+            rows.append(dict(task=task, seed=seed, analysis="majority", subset="-", n_neurons=0,
+                             accuracy=float(np.asarray(self.majority)[idx]), f1=np.nan,
+                             mcc=np.nan))
+            for j, nm in enumerate(("top", "bottom", "random")):
+                add("ablation", f"{nm} {self.ablation_fraction:.0%}", self.ablation_scores, j,
+                    k_abl)
+            chosen = int(np.asarray(self.minimal_chosen)[idx])
+            for j, f in enumerate(self.fractions):
+                add("minimal_set" + (" (chosen)" if j == chosen else ""), f"top {f:.0%}",
+                    self.minimal_scores, j, np.asarray(self.minimal_n)[j])
+            for j in range(n_layers):
+                add("layer", f"L{j}", self.layer_scores, j, self.widths[j])
+        return pd.DataFrame(rows)
+
+    def layer_distribution_frame(self) -> pd.DataFrame:
+        """Tidy table of the selected neurons per layer (minimal set and ablation top set)."""
+        rows = []
+        mins = np.asarray(self.minimal_layers)
+        tops = np.asarray(self.top_layers)
+        for idx in np.ndindex(*mins.shape[:-1]):
+            task = idx[0] if len(idx) > 0 else 0
+            seed = idx[1] if len(idx) > 1 else 0
+            for j, w in enumerate(self.widths):
+                for sel, arr in (("minimal", mins), ("top", tops)):
+                    rows.append(dict(task=task, seed=seed, selection=sel, layer=j,
+                                     n_selected=int(arr[idx][j]), layer_width=w,
+                                     fraction_of_layer=float(arr[idx][j]) / w))
+        return pd.DataFrame(rows)
+
+
+def _core(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, layer_cols, layer_valid, lam1, lam2, lr,
+          *, n_classes, stride, ablation_fraction, fractions, delta, probe_static):
+    d = x_tr.shape[1]
+    n_layers = layer_cols.shape[0]
+    k_probe, k_ctrl, k_ctrl_te, k_abl, k_min, k_lay = jax.random.split(key, 6)
+    fit = partial(_fit_one_impl, n_classes=n_classes, **probe_static)
+
+    # 1. ALL probe + control probe, one vmapped call sharing minibatches
+    yc_tr = jax.random.permutation(k_ctrl, y_tr)
+    yc_te = jax.random.permutation(k_ctrl_te, y_te)
+    ys = jnp.stack([y_tr, yc_tr])
+    p2, conv2, _, _ = jax.vmap(fit, in_axes=(None, None, 0, None, None, None, None))(
+        k_probe, x_tr, ys, None, lam1, lam2, lr)
+
+    def score(p, x, y, mask=None):
+        w = p.weights if mask is None else p.weights * mask[:, None].astype(p.weights.dtype)
+        return scores(y, jnp.argmax(jnp.matmul(x, w, precision=_HI) + p.bias, -1), n_classes)
+
+    p_all = jax.tree_util.tree_map(lambda a: a[0], p2)
+    p_ctl = jax.tree_util.tree_map(lambda a: a[1], p2)
+    s_all = score(p_all, x_te, y_te)
+    s_ctl = score(p_ctl, x_te, yc_te)
+
+    # 2. ordering
+    ordering = _ordering(jnp.abs(p_all.weights), stride)
+
+    # 3. ablation of the trained probe (no data copies: masks on W)
+    k = int(round(ablation_fraction * d))
+    abl = jnp.stack([ordering.top_mask(k), ordering.bottom_mask(k), random_k_neurons(k_abl, d, k)])
+    s_abl = jax.vmap(lambda m: score(p_all, x_te, y_te, m))(abl)
+
+    # 4. minimal set, one vmapped retrain over masks
+    counts = np.array([max(int(round(f * d)), 1) for f in fractions])
+    masks = ordering.rank[None, :] < jnp.asarray(counts)[:, None]
+    pm, convm, _, _ = jax.vmap(fit, in_axes=(None, None, None, 0, None, None, None))(
+        k_min, x_tr, y_tr, masks.astype(x_tr.dtype), lam1, lam2, lr)
+    s_min = jax.vmap(lambda p, m: score(p, x_te, y_te, m))(pm, masks)
+    chosen, reached = select_minimal(s_min.accuracy, s_all.accuracy, delta)
+
+    # 5. layer-wise probes over the (L, N, H_max) layout
+    xl_tr = jnp.moveaxis(x_tr[:, layer_cols], 1, 0)  # (L, N, H)
+    xl_te = jnp.moveaxis(x_te[:, layer_cols], 1, 0)
+    lmask = layer_valid.astype(x_tr.dtype)
+    pl, convl, _, _ = jax.vmap(fit, in_axes=(None, 0, None, 0, None, None, None))(
+        k_lay, xl_tr, y_tr, lmask, lam1, lam2, lr)
+    s_lay = jax.vmap(lambda p, x, m: score(p, x, y_te, m))(pl, xl_te, lmask)
+
+    # 6. baselines and distributions
+    counts_tr = jnp.bincount(y_tr, length=n_classes)
+    maj = jnp.mean(y_te == jnp.argmax(counts_tr))
+    seg = partial(jax.ops.segment_sum, segment_ids=layer_of_neuron, num_segments=n_layers)
+    return PipelineResult(
+        all_scores=s_all, control_scores=s_ctl, selectivity=s_all.accuracy - s_ctl.accuracy,
+        majority=maj, probe=p_all, order=ordering.order, cutoffs=ordering.cutoffs,
+        ablation_scores=s_abl, minimal_scores=s_min, minimal_n=jnp.asarray(counts),
+        minimal_chosen=chosen, minimal_reached=reached,
+        minimal_layers=seg(masks[chosen].astype(jnp.int32)),
+        top_layers=seg(abl[0].astype(jnp.int32)), layer_scores=s_lay,
+        converged=jnp.concatenate([conv2, convm, convl]),
+        fractions=tuple(fractions), widths=(), stride=stride,
+        ablation_fraction=ablation_fraction,
+    )
+
+
+@partial(jax.jit, static_argnames=("n_classes", "stride", "ablation_fraction", "fractions",
+                                   "delta", "probe_items", "batch_key", "batch_y"))
+def _run(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, layer_cols, layer_valid, lam1, lam2, lr, *,
+         n_classes, stride, ablation_fraction, fractions, delta, probe_items, batch_key, batch_y):
+    def one(k, ytr, yte):
+        return _core(k, x_tr, ytr, x_te, yte, layer_of_neuron, layer_cols, layer_valid, lam1,
+                     lam2, lr, n_classes=n_classes, stride=stride,
+                     ablation_fraction=ablation_fraction, fractions=fractions, delta=delta,
+                     probe_static=dict(probe_items))
+
+    fn = one
+    if batch_key:
+        fn = jax.vmap(fn, in_axes=(0, None, None))
+    if batch_y:
+        fn = jax.vmap(fn, in_axes=(None, 0, 0))
+    return fn(key, y_tr, y_te)
+
+
+def paper_pipeline(
+    key,
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    index: LayerIndex,
+    *,
+    n_classes: int | None = None,
+    lam1: float = 1e-5,
+    lam2: float = 1e-5,
+    l2: str = "squared",
+    stride: int = 1000,
+    ablation_fraction: float = 0.2,
+    fractions=PAPER_FRACTIONS,
+    delta: float = 0.01,
+    epochs: int = 20,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    shuffle: bool = True,
+    init: str | None = None,
+) -> PipelineResult:
+    """Run the papers' whole neuron-analysis protocol in one compiled call.
+
+    Args:
+        key: ``jax.random.key`` or a batch ``(S,)`` of keys (seeds).
+        x_train, x_test: ``(N, D)`` standardised ALL features (see :func:`concat_layers`).
+        y_train, y_test: ``(N,)`` labels, or ``(T, N)`` for ``T`` tasks on the same features.
+        index: the :class:`LayerIndex` of the concatenation.
+        n_classes: number of classes (all tasks share it; inferred when omitted).
+        lam1, lam2, l2, epochs, batch_size, learning_rate, shuffle, init: probe settings
+            (Adam protocol, see :func:`fit_probes`).
+        stride: ordering mass steps (1000 = 0.1 %); ablation_fraction: kept share (0.2).
+        fractions, delta: minimal-set grid and tolerance (fraction of accuracy).
+
+    Returns:
+        :class:`PipelineResult`; leading axes ``(T, S)`` for batched tasks/seeds. ``.to_frame()``
+        gives the tidy table.
+    """
+    x_train = as_array(x_train, "x_train")
+    x_test = as_array(x_test, "x_test")
+    for nm, a in (("x_train", x_train), ("x_test", x_test)):
+        check_rank(a, 2, nm, "(n_samples, n_neurons)")
+        check_finite(a, nm)
+    d = x_train.shape[1]
+    if x_test.shape[1] != d:
+        raise ValueError(f"`x_test` has {x_test.shape[1]} neurons but `x_train` has {d}.")
+    if sum(index.widths) != d:
+        raise ValueError(f"`index` covers {sum(index.widths)} neurons but the features have {d}.")
+    y_train = np.asarray(y_train)
+    y_test = np.asarray(y_test)
+    batch_y = y_train.ndim == 2
+    if y_test.ndim != y_train.ndim or (batch_y and y_test.shape[0] != y_train.shape[0]):
+        raise ValueError("`y_train` and `y_test` must both be (N,) or both (T, N) with equal T.")
+    if n_classes is None:
+        n_classes = int(max(y_train.max(), y_test.max())) + 1
+    for row in y_train.reshape(-1, y_train.shape[-1]):
+        check_labels(row, x_train.shape[0], "y_train", n_classes)
+        if np.unique(row).size < 2:
+            raise ValueError("`y_train` has a single class; a probe needs at least 2 classes.")
+    for row in y_test.reshape(-1, y_test.shape[-1]):
+        check_labels(row, x_test.shape[0], "y_test", n_classes)
+    if l2 not in ("squared", "unsquared"):
+        raise ValueError(f"`l2` must be 'squared' or 'unsquared'; got {l2!r}.")
+    init = init or ("zeros" if l2 == "squared" else "torch")
+    key = jnp.asarray(key)
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    batch_key = key.ndim == (1 if typed else 2)
+    off = index.offsets
+    hmax = max(index.widths)
+    cols = np.zeros((index.n_layers, hmax), np.int32)
+    valid = np.zeros((index.n_layers, hmax), bool)
+    for i, w in enumerate(index.widths):
+        cols[i, :w] = np.arange(off[i], off[i + 1])
+        valid[i, :w] = True
+    dt = result_dtype(x_train)
+    probe_items = tuple(sorted(dict(
+        mode="adam", l2=l2, epochs=int(epochs), batch_size=int(min(batch_size, x_train.shape[0])),
+        shuffle=bool(shuffle), init=init, rtol=1e-4, atol=0.0, max_steps=1,
+        check_every=1).items()))
+    res = _run(key, jnp.asarray(x_train, dt), jnp.asarray(y_train, jnp.int32),
+               jnp.asarray(x_test, dt), jnp.asarray(y_test, jnp.int32),
+               jnp.asarray(index.layer_of_neuron), jnp.asarray(cols), jnp.asarray(valid),
+               jnp.asarray(lam1, dt), jnp.asarray(lam2, dt), jnp.asarray(learning_rate, dt),
+               n_classes=int(n_classes),
+               stride=int(stride), ablation_fraction=float(ablation_fraction),
+               fractions=tuple(float(f) for f in fractions), delta=float(delta),
+               probe_items=probe_items, batch_key=bool(batch_key), batch_y=bool(batch_y))
+    return PipelineResult(**{**{f: getattr(res, f) for f in (
+        "all_scores", "control_scores", "selectivity", "majority", "probe", "order", "cutoffs",
+        "ablation_scores", "minimal_scores", "minimal_n", "minimal_chosen", "minimal_reached",
+        "minimal_layers", "top_layers", "layer_scores", "converged")},
+        "fractions": res.fractions, "widths": tuple(index.widths), "stride": res.stride,
+        "ablation_fraction": res.ablation_fraction})
