@@ -19,6 +19,8 @@ from geomjax.models._config import (
     SpeakerCNNConfig,
     TransformerConfig,
     WordCNNConfig,
+    config_from_dict,
+    config_to_dict,
     get_config,
 )
 from geomjax.models.checkpoint import (
@@ -51,7 +53,7 @@ __all__ = [
     "MODEL_NAMES", "PRESETS", "SEQUENCE_MODELS", "TASKS",
     "WordCNNConfig", "DS2Config", "SpeakerCNNConfig", "PhoneMLPConfig", "TransformerConfig",
     "WordCNN", "DeepSpeech2", "SpeakerCNN", "PhoneMLP", "TransformerEncoder",
-    "get_config", "build_model", "model_name", "init_variables", "count_params",
+    "get_config", "config_to_dict", "config_from_dict", "build_model", "model_name", "init_variables", "count_params",
     "Activations", "activations", "layer_lengths",
     "TaskData", "TrainResult", "train", "evaluate", "make_optimizer",
     "Checkpoint", "save_checkpoint", "load_checkpoint", "list_checkpoints", "read_metrics",
