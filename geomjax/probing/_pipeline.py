@@ -27,7 +27,7 @@ from geomjax._types import pytree_dataclass, result_dtype
 from geomjax.probing._ablation import PAPER_FRACTIONS, select_minimal
 from geomjax.probing._features import LayerIndex
 from geomjax.probing._metrics import Scores, scores
-from geomjax.probing._probe import Probe, _fit_one_impl
+from geomjax.probing._probe import Probe, _adam_loop, _ce, _init, _l2, probe_kkt_residual
 from geomjax.probing._ranking import _ordering, random_k_neurons
 
 __all__ = ["PipelineResult", "paper_pipeline"]
@@ -51,7 +51,8 @@ class PipelineResult:
         minimal_layers: ``(L,)`` neurons of the chosen minimal set per layer;
             ``top_layers``: the same for the ablation's top set.
         layer_scores: ``(L,)`` layer-wise probe scores.
-        converged: ``(2 + F + L,)`` convergence flags of every probe trained.
+        residual: KKT residual of the ALL probe on the training set (how far 20-epoch Adam
+            stopped from the optimum of its objective; see :func:`fit_probes`).
     """
 
     all_scores: Scores
@@ -59,6 +60,7 @@ class PipelineResult:
     selectivity: jax.Array
     majority: jax.Array
     probe: Probe
+    residual: jax.Array
     order: jax.Array
     cutoffs: jax.Array
     ablation_scores: Scores
@@ -69,7 +71,6 @@ class PipelineResult:
     minimal_layers: jax.Array
     top_layers: jax.Array
     layer_scores: Scores
-    converged: jax.Array
     fractions: tuple[float, ...]
     widths: tuple[int, ...]
     stride: int
@@ -129,28 +130,119 @@ class PipelineResult:
         return pd.DataFrame(rows)
 
 
-def _core(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, layer_cols, layer_valid, lam1, lam2, lr,
-          *, n_classes, stride, ablation_fraction, fractions, delta, probe_static):
-    d = x_tr.shape[1]
-    n_layers = layer_cols.shape[0]
-    k_probe, k_ctrl, k_ctrl_te, k_abl, k_min, k_lay = jax.random.split(key, 6)
-    fit = partial(_fit_one_impl, n_classes=n_classes, **probe_static)
+def _layer_cols(widths):
+    off = np.concatenate([[0], np.cumsum(widths)])
+    hmax = max(widths)
+    cols = np.zeros((len(widths), hmax), np.int32)
+    valid = np.zeros((len(widths), hmax), bool)
+    for i, w in enumerate(widths):
+        cols[i, :w] = np.arange(off[i], off[i + 1])
+        valid[i, :w] = True
+    return cols, valid
 
-    # 1. ALL probe + control probe, one vmapped call sharing minibatches
-    yc_tr = jax.random.permutation(k_ctrl, y_tr)
-    yc_te = jax.random.permutation(k_ctrl_te, y_te)
-    ys = jnp.stack([y_tr, yc_tr])
-    p2, conv2, _, _ = jax.vmap(fit, in_axes=(None, None, 0, None, None, None, None))(
-        k_probe, x_tr, ys, None, lam1, lam2, lr)
+
+def _layer_view(x, widths):
+    """``(N, D) -> (N, L, H_max)``: a reshape for equal widths, a padded gather otherwise."""
+    if len(set(widths)) == 1:
+        return x.reshape(x.shape[0], len(widths), widths[0])
+    cols, _ = _layer_cols(widths)
+    return x[:, cols]
+
+
+def _sum_l2(w, l2):
+    return jax.vmap(lambda a: _l2(a, l2))(w).sum()
+
+
+def _train_all_and_layers(key, x, ys, lam1, lam2, lr, *, widths, n_classes, ps):
+    """ALL probes for every label set in ``ys`` (K, N) and the layer-wise probes on ``ys[0]``,
+    trained in one Adam loop that gathers each minibatch once. The losses are separable and Adam
+    is elementwise, so every probe follows exactly the trajectory it would follow alone
+    (``fit_probes`` with the same key)."""
+    n, d = x.shape
+    k_init, k_shuf = jax.random.split(key)
+    n_lab = ys.shape[0]
+    n_layers, hmax = len(widths), max(widths)
+    _, valid = _layer_cols(widths)
+    lmask = jnp.asarray(valid, x.dtype)
+    pa = _init(k_init, d, n_classes, x.dtype, ps["init"])
+    pl = _init(k_init, hmax, n_classes, x.dtype, ps["init"])
+    params = (
+        jnp.broadcast_to(pa.weights.T, (n_lab, n_classes, d)),
+        jnp.broadcast_to(pa.bias, (n_lab, n_classes)),
+        jnp.broadcast_to(pl.weights.T, (n_layers, n_classes, hmax)) * lmask[:, None, :],
+        jnp.broadcast_to(pl.bias, (n_layers, n_classes)),
+    )
+    l2 = ps["l2"]
+
+    def batch_loss(p, ib, vb):
+        wa, ba, wl, bl = p
+        xb = x[ib]
+        yb = ys[:, ib]
+        za = jnp.einsum("nd,kcd->knc", xb, wa, precision=_HI) + ba[:, None, :]
+        loss = jax.vmap(_ce, in_axes=(0, 0, None))(za, yb, vb).sum()
+        loss += lam1 * jnp.abs(wa).sum() + lam2 * _sum_l2(wa, l2)
+        wlm = wl * lmask[:, None, :]
+        zl = jnp.einsum("nlh,lch->lnc", _layer_view(xb, widths), wlm, precision=_HI)
+        loss += jax.vmap(_ce, in_axes=(0, None, None))(zl + bl[:, None, :], yb[0], vb).sum()
+        return loss + lam1 * jnp.abs(wlm).sum() + lam2 * _sum_l2(wlm, l2)
+
+    (wa, ba, wl, bl), _ = _adam_loop(
+        k_shuf, n, params, batch_loss, lr, epochs=ps["epochs"], batch_size=ps["batch_size"],
+        shuffle=ps["shuffle"], dtype=x.dtype)
+    probes = Probe(jnp.swapaxes(wa, 1, 2), ba)
+    layers = Probe(jnp.swapaxes(wl * lmask[:, None, :], 1, 2), bl)
+    return probes, layers
+
+
+def _train_prefixes(key, x_ord, y, counts, lam1, lam2, lr, *, n_classes, ps):
+    """Probes on the first ``counts[f]`` columns of the ordered features, one Adam loop sharing
+    the minibatch gather. Same trajectories as ``fit_probes`` with the matching feature masks
+    (zero init); only ``sum(counts)`` columns are touched instead of ``len(counts) * D``."""
+    n, _ = x_ord.shape
+    k_init, k_shuf = jax.random.split(key)
+    params = tuple(
+        (lambda p0: (p0.weights.T, p0.bias))(_init(k_init, int(c), n_classes, x_ord.dtype,
+                                                   ps["init"]))
+        for c in counts)
+    l2 = ps["l2"]
+
+    def batch_loss(p, ib, vb):
+        xb = x_ord[ib]
+        yb = y[ib]
+        loss = 0.0
+        for (w, b), c in zip(p, counts):
+            z = jnp.einsum("nd,cd->nc", xb[:, : int(c)], w, precision=_HI) + b
+            loss += _ce(z, yb, vb) + lam1 * jnp.abs(w).sum() + lam2 * _l2(w, l2)
+        return loss
+
+    params, _ = _adam_loop(k_shuf, n, params, batch_loss, lr, epochs=ps["epochs"],
+                           batch_size=ps["batch_size"], shuffle=ps["shuffle"], dtype=x_ord.dtype)
+    return params
+
+
+def _core(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, lam1, lam2, lr, *, n_classes, widths,
+          stride, ablation_fraction, fractions, delta, probe_static):
+    d = x_tr.shape[1]
+    n_layers = len(widths)
+    ps = probe_static
+    k_probe, k_ctrl, k_ctrl_te, k_abl, k_min = jax.random.split(key, 5)
 
     def score(p, x, y, mask=None):
         w = p.weights if mask is None else p.weights * mask[:, None].astype(p.weights.dtype)
         return scores(y, jnp.argmax(jnp.matmul(x, w, precision=_HI) + p.bias, -1), n_classes)
 
+    # 1 + 5. ALL probe, control probe and layer-wise probes: one training loop
+    yc_tr = jax.random.permutation(k_ctrl, y_tr)
+    yc_te = jax.random.permutation(k_ctrl_te, y_te)
+    p2, pl = _train_all_and_layers(k_probe, x_tr, jnp.stack([y_tr, yc_tr]), lam1, lam2, lr,
+                                   widths=widths, n_classes=n_classes, ps=ps)
     p_all = jax.tree_util.tree_map(lambda a: a[0], p2)
     p_ctl = jax.tree_util.tree_map(lambda a: a[1], p2)
     s_all = score(p_all, x_te, y_te)
     s_ctl = score(p_ctl, x_te, yc_te)
+    s_lay = jax.vmap(lambda p, x: score(p, x, y_te))(pl, jnp.moveaxis(_layer_view(x_te, widths),
+                                                                      1, 0))
+    resid = probe_kkt_residual(p_all, x_tr, y_tr, lam1, lam2, l2=ps["l2"])
 
     # 2. ordering
     ordering = _ordering(jnp.abs(p_all.weights), stride)
@@ -160,21 +252,16 @@ def _core(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, layer_cols, layer_valid,
     abl = jnp.stack([ordering.top_mask(k), ordering.bottom_mask(k), random_k_neurons(k_abl, d, k)])
     s_abl = jax.vmap(lambda m: score(p_all, x_te, y_te, m))(abl)
 
-    # 4. minimal set, one vmapped retrain over masks
-    counts = np.array([max(int(round(f * d)), 1) for f in fractions])
-    masks = ordering.rank[None, :] < jnp.asarray(counts)[:, None]
-    pm, convm, _, _ = jax.vmap(fit, in_axes=(None, None, None, 0, None, None, None))(
-        k_min, x_tr, y_tr, masks.astype(x_tr.dtype), lam1, lam2, lr)
-    s_min = jax.vmap(lambda p, m: score(p, x_te, y_te, m))(pm, masks)
+    # 4. minimal set: retrain on the top fractions (prefixes of the ordered columns)
+    counts = tuple(max(int(round(f * d)), 1) for f in fractions)
+    xo_tr = x_tr[:, ordering.order]
+    xo_te = x_te[:, ordering.order]
+    pm = _train_prefixes(k_min, xo_tr, y_tr, counts, lam1, lam2, lr, n_classes=n_classes, ps=ps)
+    s_min = [scores(y_te, jnp.argmax(jnp.einsum("nd,cd->nc", xo_te[:, :c], w, precision=_HI) + b,
+                                     -1), n_classes) for (w, b), c in zip(pm, counts)]
+    s_min = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *s_min)
     chosen, reached = select_minimal(s_min.accuracy, s_all.accuracy, delta)
-
-    # 5. layer-wise probes over the (L, N, H_max) layout
-    xl_tr = jnp.moveaxis(x_tr[:, layer_cols], 1, 0)  # (L, N, H)
-    xl_te = jnp.moveaxis(x_te[:, layer_cols], 1, 0)
-    lmask = layer_valid.astype(x_tr.dtype)
-    pl, convl, _, _ = jax.vmap(fit, in_axes=(None, 0, None, 0, None, None, None))(
-        k_lay, xl_tr, y_tr, lmask, lam1, lam2, lr)
-    s_lay = jax.vmap(lambda p, x, m: score(p, x, y_te, m))(pl, xl_te, lmask)
+    masks = ordering.rank[None, :] < jnp.asarray(counts)[:, None]
 
     # 6. baselines and distributions
     counts_tr = jnp.bincount(y_tr, length=n_classes)
@@ -182,24 +269,23 @@ def _core(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, layer_cols, layer_valid,
     seg = partial(jax.ops.segment_sum, segment_ids=layer_of_neuron, num_segments=n_layers)
     return PipelineResult(
         all_scores=s_all, control_scores=s_ctl, selectivity=s_all.accuracy - s_ctl.accuracy,
-        majority=maj, probe=p_all, order=ordering.order, cutoffs=ordering.cutoffs,
-        ablation_scores=s_abl, minimal_scores=s_min, minimal_n=jnp.asarray(counts),
-        minimal_chosen=chosen, minimal_reached=reached,
+        majority=maj, probe=p_all, residual=resid, order=ordering.order,
+        cutoffs=ordering.cutoffs, ablation_scores=s_abl, minimal_scores=s_min,
+        minimal_n=jnp.asarray(counts), minimal_chosen=chosen, minimal_reached=reached,
         minimal_layers=seg(masks[chosen].astype(jnp.int32)),
         top_layers=seg(abl[0].astype(jnp.int32)), layer_scores=s_lay,
-        converged=jnp.concatenate([conv2, convm, convl]),
-        fractions=tuple(fractions), widths=(), stride=stride,
+        fractions=tuple(fractions), widths=tuple(widths), stride=stride,
         ablation_fraction=ablation_fraction,
     )
 
 
-@partial(jax.jit, static_argnames=("n_classes", "stride", "ablation_fraction", "fractions",
-                                   "delta", "probe_items", "batch_key", "batch_y"))
-def _run(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, layer_cols, layer_valid, lam1, lam2, lr, *,
-         n_classes, stride, ablation_fraction, fractions, delta, probe_items, batch_key, batch_y):
+@partial(jax.jit, static_argnames=("n_classes", "widths", "stride", "ablation_fraction",
+                                   "fractions", "delta", "probe_items", "batch_key", "batch_y"))
+def _run(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, lam1, lam2, lr, *, n_classes, widths,
+         stride, ablation_fraction, fractions, delta, probe_items, batch_key, batch_y):
     def one(k, ytr, yte):
-        return _core(k, x_tr, ytr, x_te, yte, layer_of_neuron, layer_cols, layer_valid, lam1,
-                     lam2, lr, n_classes=n_classes, stride=stride,
+        return _core(k, x_tr, ytr, x_te, yte, layer_of_neuron, lam1, lam2, lr,
+                     n_classes=n_classes, widths=widths, stride=stride,
                      ablation_fraction=ablation_fraction, fractions=fractions, delta=delta,
                      probe_static=dict(probe_items))
 
@@ -279,29 +365,15 @@ def paper_pipeline(
     key = jnp.asarray(key)
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
     batch_key = key.ndim == (1 if typed else 2)
-    off = index.offsets
-    hmax = max(index.widths)
-    cols = np.zeros((index.n_layers, hmax), np.int32)
-    valid = np.zeros((index.n_layers, hmax), bool)
-    for i, w in enumerate(index.widths):
-        cols[i, :w] = np.arange(off[i], off[i + 1])
-        valid[i, :w] = True
     dt = result_dtype(x_train)
     probe_items = tuple(sorted(dict(
-        mode="adam", l2=l2, epochs=int(epochs), batch_size=int(min(batch_size, x_train.shape[0])),
-        shuffle=bool(shuffle), init=init, rtol=1e-4, atol=0.0, max_steps=1,
-        check_every=1).items()))
-    res = _run(key, jnp.asarray(x_train, dt), jnp.asarray(y_train, jnp.int32),
-               jnp.asarray(x_test, dt), jnp.asarray(y_test, jnp.int32),
-               jnp.asarray(index.layer_of_neuron), jnp.asarray(cols), jnp.asarray(valid),
-               jnp.asarray(lam1, dt), jnp.asarray(lam2, dt), jnp.asarray(learning_rate, dt),
-               n_classes=int(n_classes),
-               stride=int(stride), ablation_fraction=float(ablation_fraction),
-               fractions=tuple(float(f) for f in fractions), delta=float(delta),
-               probe_items=probe_items, batch_key=bool(batch_key), batch_y=bool(batch_y))
-    return PipelineResult(**{**{f: getattr(res, f) for f in (
-        "all_scores", "control_scores", "selectivity", "majority", "probe", "order", "cutoffs",
-        "ablation_scores", "minimal_scores", "minimal_n", "minimal_chosen", "minimal_reached",
-        "minimal_layers", "top_layers", "layer_scores", "converged")},
-        "fractions": res.fractions, "widths": tuple(index.widths), "stride": res.stride,
-        "ablation_fraction": res.ablation_fraction})
+        l2=l2, epochs=int(epochs), batch_size=int(min(batch_size, x_train.shape[0])),
+        shuffle=bool(shuffle), init=init).items()))
+    return _run(key, jnp.asarray(x_train, dt), jnp.asarray(y_train, jnp.int32),
+                jnp.asarray(x_test, dt), jnp.asarray(y_test, jnp.int32),
+                jnp.asarray(index.layer_of_neuron), jnp.asarray(lam1, dt), jnp.asarray(lam2, dt),
+                jnp.asarray(learning_rate, dt), n_classes=int(n_classes),
+                widths=tuple(int(w) for w in index.widths), stride=int(stride),
+                ablation_fraction=float(ablation_fraction),
+                fractions=tuple(float(f) for f in fractions), delta=float(delta),
+                probe_items=probe_items, batch_key=bool(batch_key), batch_y=bool(batch_y))

@@ -162,28 +162,22 @@ def _init(key, d, c, dtype, init):
     )
 
 
-def _fit_adam(key, x, y, mask, lam1, lam2, lr, *, n_classes, epochs, batch_size, l2, shuffle,
-              init):
-    n, d = x.shape
-    dt = x.dtype
+def _adam_loop(k_shuf, n, params, batch_loss, lr, *, epochs, batch_size, shuffle, dtype):
+    """The papers' protocol: Adam over ``epochs`` passes of (seeded, shuffled) minibatches.
+
+    ``batch_loss(params, idx, valid)`` gathers its own minibatch rows ``idx`` (``valid`` is 0 on
+    the padding of the last, partial batch), so several probes can share one gather.
+    """
     nb = -(-n // batch_size)
     npad = nb * batch_size
-    k_init, k_shuf = jax.random.split(key)
-    p0 = _init(k_init, d, n_classes, dt, init)
-    params = Probe(p0.weights.T, p0.bias)  # (C, D) layout inside the loop
     opt = optax.adam(lr)
     state = opt.init(params)
-    valid = (jnp.arange(npad) < n).astype(dt).reshape(nb, batch_size)
-
-    def batch_loss(p, xb, yb, vb):
-        wt = _masked_t(p.weights, mask)
-        return _ce(_logits_t(xb, wt, p.bias), yb, vb) + lam1 * jnp.abs(wt).sum() + lam2 * _l2(
-            wt, l2)
+    valid = (jnp.arange(npad) < n).astype(dtype).reshape(nb, batch_size)
 
     def step(carry, inp):
         p, s = carry
         ib, vb = inp
-        loss, g = jax.value_and_grad(batch_loss)(p, x[ib], y[ib], vb)
+        loss, g = jax.value_and_grad(batch_loss)(p, ib, vb)
         upd, s = opt.update(g, s, p)
         return (optax.apply_updates(p, upd), s), loss
 
@@ -197,8 +191,24 @@ def _fit_adam(key, x, y, mask, lam1, lam2, lr, *, n_classes, epochs, batch_size,
         return carry, (losses * valid.sum(1)).sum() / n
 
     (params, _), _ = jax.lax.scan(epoch, (params, state), jnp.arange(epochs))
-    params = Probe(_masked_t(params.weights, mask).T, params.bias)
     return params, jnp.asarray(epochs * nb, jnp.int32)
+
+
+def _fit_adam(key, x, y, mask, lam1, lam2, lr, *, n_classes, epochs, batch_size, l2, shuffle,
+              init):
+    n, d = x.shape
+    k_init, k_shuf = jax.random.split(key)
+    p0 = _init(k_init, d, n_classes, x.dtype, init)
+    params = Probe(p0.weights.T, p0.bias)  # (C, D) layout inside the loop
+
+    def batch_loss(p, ib, vb):
+        wt = _masked_t(p.weights, mask)
+        return _ce(_logits_t(x[ib], wt, p.bias), y[ib], vb) + lam1 * jnp.abs(wt).sum() + (
+            lam2 * _l2(wt, l2))
+
+    params, steps = _adam_loop(k_shuf, n, params, batch_loss, lr, epochs=epochs,
+                               batch_size=batch_size, shuffle=shuffle, dtype=x.dtype)
+    return Probe(_masked_t(params.weights, mask).T, params.bias), steps
 
 
 def _prox(p: Probe, t, lam1, lam2, l2, mask):
