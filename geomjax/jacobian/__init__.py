@@ -53,7 +53,14 @@ from ._slt import (
     relu_mlp_slt,
     select_layer,
 )
-from ._spectra import SLTClassSpectra, SLTSpectra, gram_spectrum, slt_class_spectra, slt_spectra
+from ._spectra import (
+    SLTClassSpectra,
+    SLTSpectra,
+    default_rcond,
+    gram_spectrum,
+    slt_class_spectra,
+    slt_spectra,
+)
 
 __all__ = [
     # SLTs
@@ -68,6 +75,7 @@ __all__ = [
     # spectra
     "spectrum_auc",
     "gram_spectrum",
+    "default_rcond",
     "slt_spectra",
     "SLTSpectra",
     "slt_class_spectra",

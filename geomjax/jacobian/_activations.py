@@ -18,7 +18,7 @@ from .._checks import as_array, check_finite, check_labels, check_same_samples
 from .._types import pytree_dataclass, result_dtype
 from ._auc import _auc_kernel
 from ._lda import LDA, fit_lda, lda_predict, lda_transform
-from ._spectra import _gram_spectrum
+from ._spectra import _gram_spectrum, default_rcond
 
 __all__ = [
     "class_selectivity",
@@ -199,7 +199,13 @@ class ClassSpectra:
 
 
 def class_spectra(
-    Z, y, *, center: bool = False, n_sigma: int | None = None, abscissa: str = "index"
+    Z,
+    y,
+    *,
+    center: bool = False,
+    n_sigma: int | None = None,
+    abscissa: str = "index",
+    rcond: float | None = None,
 ) -> ClassSpectra:
     """Singular values of ``Z[y = k]`` for every class, normalised by ``sigma_1`` (Fig. 3B-C).
 
@@ -214,6 +220,8 @@ def class_spectra(
         center: centre each class matrix before its SVD.
         n_sigma: values entering the AUC (default ``d``).
         abscissa: eq. 5 reading.
+        rcond: singular values below ``rcond * sigma_1`` are zeroed (Gram round-off floor; default
+            ``4 sqrt(eps)``, see :func:`gram_spectrum`).
 
     Returns:
         :class:`ClassSpectra` (classes with no samples are omitted).
@@ -228,7 +236,7 @@ def class_spectra(
     K = int(y.max()) + 1
     G = _class_gram(Zj, jnp.asarray(y), K, bool(center))
     present = np.bincount(y, minlength=K) > 0
-    sig = _gram_spectrum(G)[present]
+    sig = _gram_spectrum(G, default_rcond(G.dtype) if rcond is None else float(rcond))[present]
     s1 = sig[:, :1]
     norm = sig / jnp.where(s1 > 0, s1, 1)
     auc = _auc_kernel(sig, n_sigma, abscissa)

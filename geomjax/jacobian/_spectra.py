@@ -24,19 +24,29 @@ from .._types import pytree_dataclass, result_dtype
 from ._auc import _auc_kernel
 from ._slt import _layer_indices, _pick, _relu_slt_hbf, mlp_layers
 
-__all__ = ["SLTSpectra", "slt_spectra", "gram_spectrum", "SLTClassSpectra", "slt_class_spectra"]
+__all__ = ["SLTSpectra", "slt_spectra", "gram_spectrum", "default_rcond", "SLTClassSpectra", "slt_class_spectra"]
 
 _HI = jax.lax.Precision.HIGHEST
 
 
-def gram_spectrum(gram) -> jax.Array:
+def default_rcond(dtype) -> float:
+    """The Gram noise floor used by default: ``4 sqrt(eps)`` of ``dtype`` (1.4e-3 in float32,
+    6e-8 in float64)."""
+    return float(4 * np.sqrt(np.finfo(np.dtype(dtype)).eps))
+
+
+def gram_spectrum(gram, rcond: float | None = None) -> np.ndarray:
     """Singular values from Gram matrices: ``sigma = sqrt(max(eigvalsh(G), 0))``, descending.
 
-    Forming the Gram matrix squares the condition number: values below about
-    ``sqrt(eps) * sigma_1`` (2.4e-4 in float32, 1.5e-8 in float64) are round-off.
+    Forming ``G = M^T M`` squares the condition number: rounding in ``G`` is about
+    ``eps * sigma_1^2``, so singular values below about ``sqrt(eps) * sigma_1`` are noise (3e-4 in
+    float32, 1.5e-8 in float64). Values below ``rcond * sigma_1`` are therefore set to zero; left
+    in, the noise floor of a rank-deficient matrix would add up to ``n_sigma * sqrt(eps)`` to its
+    AUC.
 
     Args:
         gram: ``(..., F, F)`` symmetric positive semi-definite matrices.
+        rcond: relative cut-off; default :func:`default_rcond` of the Gram dtype; 0 keeps all.
 
     Returns:
         ``(..., F)`` singular values in descending order.
@@ -44,13 +54,24 @@ def gram_spectrum(gram) -> jax.Array:
     g = jnp.asarray(gram)
     if g.ndim < 2 or g.shape[-1] != g.shape[-2]:
         raise ValueError(f"`gram` must be (..., F, F) square matrices; got shape {tuple(g.shape)}.")
-    return _gram_spectrum(g)
+    return _gram_spectrum(g, default_rcond(g.dtype) if rcond is None else float(rcond))
 
 
 @jax.jit
-def _gram_spectrum(g):
-    lam = jnp.linalg.eigvalsh(g)
-    return jnp.sqrt(jnp.clip(lam, 0, None))[..., ::-1]
+def _eig_device(g):
+    return jnp.linalg.eigvalsh(g)
+
+
+def _gram_spectrum(g, rcond):
+    """Eigenvalues without eigenvectors: on CPU, LAPACK ``syevd`` (``jobz='N'``) through NumPy is
+    several times faster than ``jnp.linalg.eigvalsh`` (which also forms the eigenvectors); on
+    accelerators the batched device solver is used."""
+    if isinstance(g, np.ndarray) or jax.default_backend() == "cpu":
+        lam = np.linalg.eigvalsh(np.asarray(g))
+    else:
+        lam = np.asarray(_eig_device(g))
+    s = np.sqrt(np.clip(lam, 0, None))[..., ::-1]
+    return np.where(s >= rcond * s[..., :1], s, 0).astype(lam.dtype)
 
 
 @pytree_dataclass(meta=("layer_names", "group_names", "abscissa"))
@@ -312,6 +333,7 @@ def slt_spectra(
     abscissa: str = "index",
     inputs: bool = False,
     accum_dtype=None,
+    rcond: float | None = None,
     keep_gram: bool = False,
     progress: bool = False,
 ) -> SLTSpectra:
@@ -344,6 +366,8 @@ def slt_spectra(
         inputs: also stream per-input spectra.
         accum_dtype: Gram accumulation dtype (default: the input dtype; pass ``jnp.float64`` with
             x64 enabled for spectra accurate below ``sqrt(eps_32) * sigma_1``).
+        rcond: singular values below ``rcond * sigma_1`` (the Gram's round-off floor) are set to
+            zero; default ``4 sqrt(eps)`` of the accumulation dtype (see :func:`gram_spectrum`).
         keep_gram: keep the Gram matrices in the result.
         progress: show a progress bar.
 
@@ -416,10 +440,12 @@ def slt_spectra(
         # spectra past min(N_g, F) are zero up to round-off, so a fixed n_sigma is meaningful for any N_g
         ns = np.full(G, int(n_sigma))
 
+    rc = default_rcond(acc) if rcond is None else float(rcond)
+
     def spectra_and_auc(gram_list, length):
         sig, aucs = [], []
         for Gm in gram_list:
-            s = _gram_spectrum(Gm)
+            s = _gram_spectrum(Gm, rc)
             a = []
             for g in range(G):
                 n_g = int(min(ns[g], length))
@@ -513,6 +539,7 @@ def slt_class_spectra(
     n_sigma: int | None = None,
     abscissa: str = "index",
     block_size: int = 256,
+    rcond: float | None = None,
 ) -> SLTClassSpectra:
     """Per-class spectra of all-node SLTs of one layer (paper Fig. 7B) through sample-side Grams.
 
@@ -531,6 +558,7 @@ def slt_class_spectra(
             every class is compared at the same length.
         abscissa: eq. 5 reading.
         block_size: samples per Jacobian block.
+        rcond: relative noise floor of the Gram spectra (see :func:`gram_spectrum`).
 
     Returns:
         :class:`SLTClassSpectra`.
@@ -587,7 +615,8 @@ def slt_class_spectra(
     n_max = int(counts.max())
     sig = np.zeros((len(classes), n_max))
     for i, K in enumerate(grams):
-        s = np.asarray(_gram_spectrum(jnp.asarray(K, dt)))
+        rc = default_rcond(dt) if rcond is None else float(rcond)
+        s = _gram_spectrum(np.asarray(K, dtype=dt), rc)
         sig[i, : s.size] = s
     ns = int(min(np.minimum(counts, width).min(), n_max)) if n_sigma is None else int(n_sigma)
     if ns < 2:
