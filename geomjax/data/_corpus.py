@@ -521,14 +521,19 @@ def synthesize_corpus(size: str = "small", seed: int = 0, cache_dir=None, channe
     """
     cfg = _config(size, seed, channels)
     progress = size != "tiny" if progress is None else progress
+    return _cached(cfg, _build, cache_dir, progress)
+
+
+def _cached(cfg: dict, build, cache_dir, progress: bool) -> SpeechCorpus:
+    """``build(cfg, progress)``, stored under ``cache_dir`` keyed by ``cfg`` (or not at all)."""
     if cache_dir is None:
-        return _build(cfg, progress)
+        return build(cfg, progress)
     path = Path(cache_dir) / _cache_key(cfg)
     if (path / "manifest.json").exists():
         try:
             return load_corpus_dir(path)
         except (FileNotFoundError, ValueError, OSError) as e:
             log.warning("rebuilding cached corpus %s: %s", path, e)
-    corpus = _build(cfg, progress)
+    corpus = build(cfg, progress)
     save_corpus(corpus, path)
     return load_corpus_dir(path, verify=False)
