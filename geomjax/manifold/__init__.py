@@ -1,3 +1,32 @@
-"""geomjax.manifold (under construction)."""
+"""Manifold geometry: MFTMA capacity, radius, dimension and centre correlation; D_PR, D_EV;
+random projections."""
 
-__all__: list[str] = []
+from geomjax.manifold._dimension import (
+    explained_variance_dimension,
+    participation_ratio,
+    pooled_points,
+    random_projection,
+)
+from geomjax.manifold._center import center_correlation, fit_center_subspace, max_rank_budget
+from geomjax.manifold._mftma import (
+    AnchorGeometry,
+    MFTMAResult,
+    anchor_geometry,
+    mftma,
+    reduce_manifolds,
+)
+
+__all__ = [
+    "anchor_geometry",
+    "AnchorGeometry",
+    "mftma",
+    "MFTMAResult",
+    "reduce_manifolds",
+    "center_correlation",
+    "fit_center_subspace",
+    "max_rank_budget",
+    "participation_ratio",
+    "explained_variance_dimension",
+    "random_projection",
+    "pooled_points",
+]

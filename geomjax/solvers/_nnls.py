@@ -73,17 +73,18 @@ def _polish(G, c, x, mask, L, tol, polish_size, polish_rounds):
     # Identify the support: drop coordinates that a projected-gradient step would zero.
     g0 = jnp.matmul(G, x, precision=_HI) - c
     support = (x > 0) & (x * L > g0) & mask
+    # Compact the support into `polish_size` slots (cumulative-sum scatter, cheaper than a
+    # sort); a larger support cannot be polished and leaves the iterate to FISTA.
+    pos = jnp.cumsum(support) - 1
+    slot = jnp.where(support & (pos < polish_size), pos, polish_size)
+    idx = jnp.zeros(polish_size, jnp.int32).at[slot].set(jnp.arange(n, dtype=jnp.int32),
+                                                         mode="drop")
+    m = jnp.zeros(polish_size, bool).at[slot].set(True, mode="drop")
+    fits = jnp.sum(support) <= polish_size
 
-    def solve(support):
-        # Compact the support into `polish_size` slots, keeping the largest coordinates when it
-        # is bigger (spurious tiny positives of an unfinished iterate are dropped first).
-        key = jnp.where(support, jnp.maximum(x, jnp.finfo(dt).tiny), -1)
-        _, idx = lax.top_k(key, polish_size)
-        m = support[idx]
-        kept = jnp.zeros(n, bool).at[idx].set(m)
+    def solve(idx, m):
         mm = m[:, None] & m[None, :]
-        Gs = G[idx][:, idx]
-        H = jnp.where(mm, Gs, 0) + jnp.diag(jnp.where(m, ridge, 1).astype(dt))
+        H = jnp.where(mm, G[idx][:, idx], 0) + jnp.diag(jnp.where(m, ridge, 1).astype(dt))
         rhs = jnp.where(m, c[idx], 0)
         Lc = jnp.linalg.cholesky(H)
         z = jax.scipy.linalg.cho_solve((Lc, True), rhs)
@@ -91,26 +92,32 @@ def _polish(G, c, x, mask, L, tol, polish_size, polish_rounds):
         z = z + jax.scipy.linalg.cho_solve((Lc, True), rhs - jnp.matmul(H, z, precision=_HI))
         z = jnp.where(m, z, 0)
         xp = jnp.zeros(n, dt).at[idx].add(z)
-        return xp, kept, jnp.all(jnp.isfinite(z)), jnp.all(z >= 0)
+        return xp, z, jnp.all(jnp.isfinite(z)), jnp.all(z >= 0)
 
-    def body(carry, _):
-        xp, sup, ok, alive = carry
-        xn, sup, valid, nonneg = solve(sup)
+    def cond(carry):
+        return carry[4] & (carry[5] < polish_rounds)
+
+    def body(carry):
+        xp, idx, m, ok, alive, r = carry
+        xn, z, valid, nonneg = solve(idx, m)
         g = jnp.matmul(G, xn, precision=_HI) - c
         res = jnp.max(jnp.where(mask, jnp.abs(jnp.minimum(xn, g)), 0), initial=0)
         passed = alive & valid & nonneg & (res <= tol)
-        xp = jnp.where(passed & ~ok, xn, xp)
+        xp = jnp.where(passed, xn, xp)
         ok = ok | passed
-        # Infeasible: drop the negative coordinates (backward step). Feasible but not optimal:
-        # add the most violating coordinate (forward step, Lawson-Hanson).
-        viol = jnp.where(mask & ~sup, g, jnp.inf)
-        j = jnp.argmin(viol)
-        sup = jnp.where(nonneg, sup.at[j].set(True), sup & (xn > 0))
-        alive = alive & valid & ~ok
-        return (xp, sup, ok, alive), None
+        # Infeasible: drop the coordinates that came out negative (backward step). Feasible but
+        # not optimal: add the most violating coordinate to a free slot (forward step).
+        in_sup = jnp.zeros(n, jnp.int32).at[idx].max(m.astype(jnp.int32)) > 0
+        j = jnp.argmin(jnp.where(mask & ~in_sup, g, jnp.inf)).astype(jnp.int32)
+        free = jnp.argmin(m)
+        has_free = ~jnp.all(m)
+        idx_f = jnp.where(nonneg, idx.at[free].set(j), idx)
+        m_f = jnp.where(nonneg, m.at[free].set(True), m & (z > 0))
+        alive = alive & valid & ~ok & (has_free | ~nonneg)
+        return xp, idx_f, m_f, ok, alive, r + 1
 
-    init = (x, support, jnp.asarray(False), jnp.asarray(True))
-    (xp, _, ok, _), _ = lax.scan(body, init, None, length=polish_rounds)
+    init = (x, idx, m, jnp.asarray(False), fits, jnp.asarray(0))
+    xp, _, _, ok, _, _ = lax.while_loop(cond, body, init)
     return xp, ok
 
 
@@ -189,7 +196,7 @@ def nnls_gram(
     check_every: int = 10,
     polish: bool = True,
     polish_size: int | None = None,
-    polish_rounds: int = 6,
+    polish_rounds: int = 8,
     strict: bool = False,
 ) -> Solution:
     """Solve ``min_{x >= 0} 1/2 x^T G x - c^T x`` for one right-hand side (vmap for batches).
@@ -206,7 +213,7 @@ def nnls_gram(
         max_steps: FISTA step budget.
         check_every: FISTA steps between residual checks / polish attempts.
         polish: run the active-set polish (makes the answer exact to round-off).
-        polish_size: largest support the polish handles (default ``min(n, 24)``); larger
+        polish_size: largest support the polish handles (default ``min(n, 8)``); larger
             supports fall back to FISTA.
         polish_rounds: least-squares solves per polish (1 + Lawson-Hanson forward steps).
         strict: raise :class:`geomjax._types.NotConvergedError` if unconverged (eager calls only).
@@ -250,7 +257,7 @@ def nnls_gram(
         lipschitz = jnp.linalg.eigvalsh(jnp.where(mask[:, None] & mask[None, :], G, 0))[-1]
     L = jnp.maximum(jnp.asarray(lipschitz, dt), jnp.finfo(dt).tiny)
     rtol = default_rtol(dt) if rtol is None else rtol
-    ps = min(n, 24) if polish_size is None else max(1, min(int(polish_size), n))
+    ps = min(n, 8) if polish_size is None else max(1, min(int(polish_size), n))
     if max_steps < 0 or check_every < 1:
         raise ValueError(
             f"`max_steps` must be >= 0 and `check_every` >= 1; got {max_steps}, {check_every}."

@@ -1,0 +1,211 @@
+"""Centre correlations of P manifolds and their removal on the Stiefel manifold.
+
+Following Cohen, Chung, Lee & Sompolinsky (Nat. Commun. 2020, Methods "correlations between
+manifold centres"), the globally centred centres ``c_mu`` are written in a ``P-1``-dimensional
+orthonormal basis (``X``, ``(P, P-1)``, same Gram matrix). For ``K = 1, 2, ...`` an orthonormal
+``V`` (``(P-1, K)``) is found that minimises
+
+    cost(V) = 1/2 sum_{mu,nu} (C_{mu nu} - (X V)_mu . (X V)_nu)^2 / (c0_mu c0_nu),
+    C = X X^T,  c0_mu = ||x_mu||^2 - ||V^T x_mu||^2,
+
+i.e. ``P/2 + sum_{mu<nu} cos^2(r_mu, r_nu)`` for the residual centres ``r_mu = (I - V V^T) x_mu``.
+The residual centre correlation for each ``K`` is the mean absolute cosine between the residual
+centres; the ``K`` with the smallest residual correlation is kept (at least one direction, as
+in the reference procedure), and the search stops early once it has risen three times in a row
+after ``K = 4``. Among the random restarts of each ``K`` the one with the largest *stability*
+``min_mu ||r_mu|| / ||x_mu||`` is kept (the reference's rule, not the lowest cost).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from geomjax.solvers import random_stiefel, stiefel_minimize
+
+__all__ = ["center_correlation", "center_basis", "fit_center_subspace", "max_rank_budget"]
+
+_HI = lax.Precision.HIGHEST
+
+
+def _mean_abs_cos(X):
+    """(sum_{mu != nu} |cos(x_mu, x_nu)|) / (P (P-1)) for the rows of ``X``."""
+    P = X.shape[0]
+    nrm = jnp.linalg.norm(X, axis=1)
+    C = jnp.matmul(X, X.T, precision=_HI) / (nrm[:, None] * nrm[None, :])
+    return (jnp.sum(jnp.abs(C)) - jnp.sum(jnp.abs(jnp.diagonal(C)))) / (P * (P - 1))
+
+
+@jax.jit
+def center_basis(centers):
+    """Globally centred centres in a ``P-1``-dimensional orthonormal basis.
+
+    Args:
+        centers: ``(P, N)`` manifold centres (rows).
+
+    Returns:
+        ``(X, proj)``: ``X`` ``(P, P-1)`` coordinates with ``X X^T = c~ c~^T``, and ``proj``
+        ``(N, P-1)`` the orthonormal basis (Q factor of ``c~^T``), so ``c~ = X proj^T``.
+    """
+    P = centers.shape[0]
+    ct = centers - jnp.mean(centers, axis=0, keepdims=True)
+    q, _ = jnp.linalg.qr(ct.T)  # (N, min(N, P))
+    proj = q[:, : P - 1]
+    return jnp.matmul(ct, proj, precision=_HI), proj
+
+
+def center_correlation(centers) -> jax.Array:
+    """Mean absolute cosine between the globally centred manifold centres (``rho_center``).
+
+    ``rho = 1/(P(P-1)) sum_{mu != nu} |cos(c~_mu, c~_nu)|`` with ``c~_mu = c_mu - mean_nu c_nu``
+    (Cohen et al. 2020; the reference's ``res_coeff0``).
+
+    Args:
+        centers: ``(P, N)`` centres, ``P >= 2``.
+    """
+    centers = jnp.asarray(centers)
+    if centers.ndim != 2 or centers.shape[0] < 2:
+        raise ValueError(f"`centers` must be (P, N) with P >= 2; got {tuple(centers.shape)}.")
+    ct = centers - jnp.mean(centers, axis=0, keepdims=True)
+    return _mean_abs_cos(ct)
+
+
+def max_rank_budget(centers) -> int:
+    """The reference's ``maxK``: ``K95 + 9`` from the centres' spectrum, capped at ``P - 1``.
+
+    ``tau_k`` is the cumulative fraction of ``sum sigma^2`` of the globally centred centres;
+    the reference computes ``argmax([tau if tau < 0.95 else 0]) + 11`` (11 when ``tau_1 >= 0.95``),
+    which can exceed ``P - 1`` and crash for small P; here it is capped at ``P - 1``.
+    """
+    c = np.asarray(centers, dtype=np.float64)
+    P = c.shape[0]
+    ct = c - c.mean(axis=0, keepdims=True)
+    s = np.linalg.svd(ct, compute_uv=False)
+    tot = np.sum(s**2)
+    if tot <= 0:
+        return 0
+    tau = np.cumsum(s**2) / tot
+    below = tau < 0.95
+    idx = int(np.argmax(np.where(below, tau, 0))) if below.any() else 0
+    return int(min(idx + 11, P - 1))
+
+
+def _corr_cost(V, X):
+    C = jnp.matmul(X, X.T, precision=_HI)
+    c = jnp.matmul(X, V, precision=_HI)
+    c0 = jnp.diagonal(C) - jnp.sum(c * c, axis=1)
+    F = (C - jnp.matmul(c, c.T, precision=_HI)) ** 2 / (c0[:, None] * c0[None, :])
+    return jnp.sum(F) / 2
+
+
+@functools.partial(jax.jit, static_argnames=("k_first", "k_last", "n_reps", "max_steps", "gtol"))
+def _fit_k_block(key, X, k_first, k_last, n_reps, max_steps, gtol):
+    """Fit K = k_first..k_last at once: vmap over (K, restart), V padded to k_last columns.
+
+    Unused columns start at zero and stay zero (the cost does not depend on them, so their
+    gradient vanishes and the Cayley step keeps them zero).
+    """
+    n = X.shape[1]
+    dt = X.dtype
+    width = k_last
+    ks = jnp.arange(k_first, k_last + 1)
+    xn = jnp.linalg.norm(X, axis=1)
+
+    def starts(k):
+        keys = jax.random.split(jax.random.fold_in(key, k), n_reps)
+        cols = jnp.arange(width) < k
+        return jax.vmap(lambda kk: random_stiefel(kk, n, width, dt))(keys) * cols
+
+    V0 = jax.vmap(starts)(ks).reshape(-1, n, width)
+    sol, _ = jax.vmap(
+        lambda v: stiefel_minimize(_corr_cost, v, X, gtol=gtol, max_steps=max_steps))(V0)
+    V = sol.value.reshape(ks.shape[0], n_reps, n, width)
+    R = X[None, None] - jnp.einsum("pn,krnj,krmj->krpm", X, V, V, precision=_HI)
+    stab = jnp.min(jnp.linalg.norm(R, axis=3) / xn, axis=2)  # (K, reps)
+    best = jnp.argmax(stab, axis=1)
+    take = lambda a: jnp.take_along_axis(  # noqa: E731
+        a.reshape((ks.shape[0], n_reps) + a.shape[1:]),
+        best.reshape((-1, 1) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
+    Vb = take(sol.value)
+    res = jax.vmap(_mean_abs_cos)(take(R.reshape((-1,) + R.shape[2:])))
+    return Vb, res, take(sol.converged), take(sol.num_steps), take(sol.residual)
+
+
+def fit_center_subspace(
+    key,
+    centers,
+    K: int | None = None,
+    *,
+    n_reps: int = 10,
+    max_k: int | None = None,
+    max_steps: int = 1000,
+    gtol: float | None = None,
+) -> dict:
+    """Find the low-rank shared centre subspace ``V`` (``(N, K)``) to project out.
+
+    All K are fitted in one compiled loop (``V`` padded to ``max_k`` columns, unused columns
+    held at zero), with the ``n_reps`` random restarts of each K vmapped.
+
+    Args:
+        key: ``jax.random.key``; restarts of rank K draw from ``split(fold_in(key, K), n_reps)``.
+        centers: ``(P, N)`` manifold centres (raw; they are globally centred here).
+        K: ``None`` chooses K as the reference does (argmin of the residual correlation over
+            ``K = 1..max_k`` with its early stop); an int fixes it (``0`` removes nothing).
+        n_reps: random restarts per K (vmapped); the most *stable* one is kept.
+        max_k: cap on the K search; default :func:`max_rank_budget` (``<= P - 1``).
+        max_steps, gtol: Stiefel solver budget and gradient tolerance.
+
+    Returns:
+        dict with ``V`` ``(N, K)`` orthonormal, ``K``, ``center_correlation`` (before removal),
+        ``residual_correlation`` (after removal), ``n_k_tried``, and ``converged``,
+        ``num_steps``, ``grad_norm`` of the chosen restart.
+    """
+    centers = jnp.asarray(centers)
+    if centers.ndim != 2 or centers.shape[0] < 2:
+        raise ValueError(f"`centers` must be (P, N) with P >= 2; got {tuple(centers.shape)}.")
+    P, N = centers.shape
+    X, proj = center_basis(centers)
+    rho0 = _mean_abs_cos(X)
+    dt = X.dtype
+    gtol = (1e-6 if jnp.finfo(dt).bits >= 64 else 1e-3) if gtol is None else float(gtol)
+    out = {"center_correlation": rho0, "residual_correlation": rho0, "n_k_tried": 0,
+           "converged": True, "num_steps": 0, "grad_norm": 0.0}
+    if K is not None:
+        if not (0 <= int(K) <= P - 1):
+            raise ValueError(f"`K` must be in [0, P-1] = [0, {P - 1}]; got {K}.")
+        k_first = k_last = width = int(K)
+    else:
+        width = max_rank_budget(centers) if max_k is None else max(0, min(int(max_k), P - 1))
+        k_first, k_last = 1, width
+    if width == 0:
+        out.update(V=jnp.zeros((N, 0), dt), K=0)
+        return out
+    # K is searched in blocks of 5 (the early stop can fire from K = 5 on); each block is one
+    # vmapped solve over (K, restart).
+    res, fits, k0 = [], [], k_first
+    while k0 <= k_last:
+        k1 = k_last if K is not None else min(k0 + 4, k_last)
+        fits.append((k0, _fit_k_block(key, X, k0, k1, int(n_reps), int(max_steps), gtol)))
+        stop = False
+        for r in np.asarray(fits[-1][1][1]).tolist():
+            res.append(r)
+            i = len(res)
+            if K is None and i > 4 and res[i - 1] > res[i - 2] > res[i - 3] > res[i - 4]:
+                stop = True
+                break
+        if stop:
+            break
+        k0 = k1 + 1
+    ib = int(np.argmin(res))
+    kb = k_first + ib
+    blk0, (Vs, rs, cv, st, gn) = next((k0_, f) for k0_, f in reversed(fits) if k0_ <= kb)
+    j = kb - blk0
+    out.update(
+        V=jnp.matmul(proj, Vs[j][:, :kb], precision=_HI), K=kb, residual_correlation=rs[j],
+        n_k_tried=len(res), converged=bool(cv[j]), num_steps=int(st[j]), grad_norm=float(gn[j]),
+    )
+    return out

@@ -1,0 +1,561 @@
+"""Mean-field theoretic manifold analysis (MFTMA): capacity, radius and dimension.
+
+Theory: Chung, Lee & Sompolinsky, "Classification and geometry of general perceptual manifolds",
+PRX 8, 031003 (2018) (capacity eqs. 16-17, radius eq. 28, dimension eq. 29); centre-correlation
+removal: Cohen, Chung, Lee & Sompolinsky, Nat. Commun. 11, 746 (2020); used layer by layer on
+speech networks by Stephenson et al., NeurIPS 2019.
+
+For a manifold reduced to ``D+1`` coordinates (points ``s_i`` whose last coordinate is 1), and a
+Gaussian ``t ~ N(0, I_{D+1})``, the anchor point ``s~(t)`` comes from the QP
+
+    v* = argmin_v ||v - t||^2  s.t.  s_i . v + kappa <= 0  for all i,
+
+whose dual is the NNLS ``alpha* = argmin_{alpha >= 0} ||S alpha - (t + kappa e_{D+1})||^2``
+(the last row of ``S`` is all ones, so ``kappa 1 = S^T (kappa e_{D+1})``). Then
+``t - v* = S alpha*``, ``s~ = S alpha* / sum(alpha*)`` and ``||t - v*||^2 = [t.s~ + kappa]_+^2 /
+||s~||^2``. The per-manifold quantities (the reference implementation's *coded* forms) are
+
+    1/alpha_M = < [t.s~ + kappa]_+^2 / ||s~||^2 >_t                         (eq. 16-17)
+    R_M^2     = < || (s~_{1:D} - <s~_{1:D}>_t) / s~_{D+1} ||^2 >_t          (eq. 28, coded)
+    D_M       = D < t^_{1:D} . s^_{1:D} >_t^2                               (eq. 29, coded)
+
+The *paper* forms (``forms="paper"``) are ``R_M^2 = < ||s~_{1:D}||^2 >_t`` (spread measured from
+the manifold centre, which is the origin of the reduced coordinates) and
+``D_M = < (t_{1:D} . s^_{1:D})^2 >_t``. The coded radius subtracts the mean anchor, so it is
+smaller than the paper radius when anchors are biased; the coded dimension is ``D`` times the
+squared *mean* cosine, whereas the paper form averages squared projections (``~ D <cos^2>``,
+which is ``>= D <cos>^2``), so the paper dimension is larger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from geomjax._checks import as_array, check_finite, check_manifolds
+from geomjax._types import Solution, SolverSettings, pytree_dataclass, to_numpy
+from geomjax.manifold._center import fit_center_subspace
+from geomjax.solvers import default_rtol, nnls_gram
+
+__all__ = ["anchor_geometry", "AnchorGeometry", "mftma", "MFTMAResult", "reduce_manifolds"]
+
+_HI = lax.Precision.HIGHEST
+_FORMS = ("coded", "paper")
+
+
+@pytree_dataclass(meta=("forms",))
+class AnchorGeometry:
+    """Anchor-point geometry of one reduced manifold (leading axes appear under ``vmap``).
+
+    Attributes:
+        capacity: ``alpha_M`` (``inf`` if every sample is interior).
+        inv_capacity: ``1/alpha_M = <F(t)>``.
+        radius: ``R_M``. dimension: ``D_M`` (in ``forms``).
+        anchors: ``(n_t, D+1)`` anchor points ``s~(t)``.
+        interior: ``(n_t,)`` bool, samples with ``t`` already inside the margin (``s~ = s0``).
+        solution: per-sample :class:`geomjax._types.Solution` of the NNLS (``value`` ``(n_t, M)``).
+        forms: ``"coded"`` or ``"paper"``.
+    """
+
+    capacity: Any
+    inv_capacity: Any
+    radius: Any
+    dimension: Any
+    anchors: Any
+    interior: Any
+    solution: Solution
+    forms: str = "coded"
+
+
+def _per_sample(S, G, L, point_mask, t, kappa, solver):
+    """Anchor of one sample ``t`` (``(D+1,)``) on the reduced points ``S`` (``(M, D+1)``)."""
+    dt = S.dtype
+    D1 = S.shape[1]
+    e = jnp.zeros(D1, dt).at[-1].set(1)
+    c = jnp.matmul(S, t + kappa * e, precision=_HI)
+    # Max-projection vertex over the first D coordinates (first index on ties).
+    proj = jnp.where(point_mask, jnp.matmul(S[:, :-1], t[:-1], precision=_HI), -jnp.inf)
+    i0 = jnp.argmax(proj)
+    s0 = S[i0]
+    g = jnp.dot(t, s0, precision=_HI)
+    x0 = jnp.zeros(S.shape[0], dt).at[i0].set(jnp.maximum(c[i0], 0) / G[i0, i0])
+    sol = nnls_gram(G, c, x0=x0, mask=point_mask, lipschitz=L, **solver)
+    w = jnp.matmul(sol.value, S, precision=_HI)  # t - v*
+    mass = w[-1]
+    tn = jnp.linalg.norm(t)
+    tol = jnp.sqrt(jnp.finfo(dt).eps) * (1 + tn)
+    interior = (g + kappa < 0) | (jnp.linalg.norm(w) <= tol)
+    s_t = jnp.where(interior, s0, w / jnp.where(interior, 1, mass))
+    return s_t, interior, sol
+
+
+def _geometry_from_anchors(s_t, t, kappa, coord_mask, dim, forms):
+    """Capacity, radius and dimension from anchors ``s_t`` ``(n_t, D+1)`` and samples ``t``."""
+    dt = s_t.dtype
+    n_t = s_t.shape[0]
+    ts = jnp.sum(t * s_t, axis=1)
+    s_sum = jnp.sum(s_t * s_t, axis=1)
+    F = jnp.where(s_sum > 0, jnp.maximum(ts + kappa, 0) ** 2 / jnp.where(s_sum > 0, s_sum, 1), 0)
+    inv_cap = jnp.mean(F)
+    capacity = 1 / inv_cap
+    cm = coord_mask[:-1]
+    sD = jnp.where(cm, s_t[:, :-1], 0)
+    tD = jnp.where(cm, t[:, :-1], 0)
+    s_norm2 = jnp.sum(sD * sD, axis=1)
+    if forms == "coded":
+        ds = (sD - jnp.mean(sD, axis=0, keepdims=True)) / s_t[:, -1:]
+        radius = jnp.sqrt(jnp.mean(jnp.sum(jnp.where(cm, ds, 0) ** 2, axis=1)))
+        t_hat = tD / jnp.linalg.norm(tD, axis=1, keepdims=True)
+        s_hat = sD / jnp.sqrt(s_norm2 + 1e-12)[:, None]
+        dimension = dim * jnp.mean(jnp.sum(t_hat * s_hat, axis=1)) ** 2
+    else:
+        radius = jnp.sqrt(jnp.mean(s_norm2))
+        s_hat = sD / jnp.sqrt(jnp.where(s_norm2 > 0, s_norm2, 1))[:, None]
+        dimension = jnp.mean(jnp.sum(tD * s_hat, axis=1) ** 2)
+
+    return capacity.astype(dt), inv_cap, radius, dimension.astype(dt)
+
+
+@functools.partial(jax.jit, static_argnames=("forms", "chunk_size", "solver_items"))
+def _anchor_geometry_core(S, t, kappa, point_mask, coord_mask, dim, forms, chunk_size,
+                          solver_items):
+    solver = dict(solver_items)
+    dt = S.dtype
+    S = jnp.where(point_mask[:, None], S, 0).astype(dt)
+    t = jnp.where(coord_mask[None, :], t, 0).astype(dt)
+    G = jnp.matmul(S, S.T, precision=_HI)
+    Gm = jnp.where(point_mask[:, None] & point_mask[None, :], G, 0)
+    L = jnp.linalg.eigvalsh(Gm)[-1]
+    # Padded points never enter the solver (mask); give them a unit diagonal for the warm start.
+    G = jnp.where(jnp.eye(G.shape[0], dtype=bool) & ~point_mask[:, None], 1, G)
+    f = jax.vmap(lambda tt: _per_sample(S, G, L, point_mask, tt, kappa, solver))
+    n_t = t.shape[0]
+    if chunk_size is None or chunk_size >= n_t:
+        s_t, interior, sol = f(t)
+    else:
+        n_chunks = -(-n_t // chunk_size)
+        pad = n_chunks * chunk_size - n_t
+        tp = jnp.concatenate([t, jnp.zeros((pad, t.shape[1]), dt)]).reshape(
+            n_chunks, chunk_size, t.shape[1])
+        out = lax.map(f, tp)
+        s_t, interior, sol = jax.tree_util.tree_map(
+            lambda a: a.reshape((n_chunks * chunk_size,) + a.shape[2:])[:n_t], out)
+    cap, inv_cap, rad, dim_m = _geometry_from_anchors(s_t, t, kappa, coord_mask, dim, forms)
+    return cap, inv_cap, rad, dim_m, s_t, interior, sol
+
+
+def _solver_items(rtol, atol, max_steps, check_every, dtype):
+    rtol = default_rtol(dtype) if rtol is None else float(rtol)
+    return (("rtol", rtol), ("atol", float(atol)), ("max_steps", int(max_steps)),
+            ("check_every", int(check_every)))
+
+
+def anchor_geometry(
+    points,
+    t,
+    kappa: float = 0.0,
+    *,
+    forms: str = "coded",
+    point_mask=None,
+    dim=None,
+    chunk_size: int | None = None,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    max_steps: int = 10_000,
+    check_every: int = 10,
+    strict: bool = False,
+) -> AnchorGeometry:
+    """Capacity, radius and dimension of one reduced manifold from its anchor points.
+
+    ``1/alpha_M = <[t.s~ + kappa]_+^2 / ||s~||^2>_t`` with the anchor points ``s~(t)`` of the
+    PRX 2018 QP (§IIIa), solved exactly as an NNLS on the dual (FISTA + active-set polish,
+    :func:`geomjax.solvers.nnls_gram`); radius and dimension in the reference's coded forms
+    (eqs. 28-29 as implemented) or the paper forms (see the module docstring). ``vmap`` over
+    manifolds (equal shapes; use ``point_mask``/``dim`` for padding).
+
+    Args:
+        points: ``(M, D+1)`` reduced manifold points, last column all ones.
+        t: ``(n_t, D+1)`` Gaussian samples ``t ~ N(0, I)``.
+        kappa: margin ``kappa >= 0`` (negative values are allowed and mean a soft margin).
+        forms: ``"coded"`` (reference implementation) or ``"paper"``.
+        point_mask: optional ``(M,)`` bool, real points (padding excluded).
+        dim: reduced dimension ``D`` used in the coded ``D_M`` and the coordinate mask (the
+            first ``dim`` coordinates are real); default ``D = points.shape[1] - 1``.
+        chunk_size: solve samples in chunks of this size (memory); results do not depend on it.
+        rtol, atol, max_steps, check_every: NNLS settings (KKT residual test).
+        strict: raise :class:`geomjax._types.NotConvergedError` if any sample did not converge.
+
+    Returns:
+        :class:`AnchorGeometry`.
+    """
+    if forms not in _FORMS:
+        raise ValueError(f"`forms` must be one of {_FORMS}; got {forms!r}.")
+    P_ = jnp.asarray(as_array(points, "points"))
+    T_ = jnp.asarray(as_array(t, "t"))
+    if P_.ndim != 2:
+        raise ValueError(f"`points` must be (M, D+1) with rows as points; got {tuple(P_.shape)}.")
+    if T_.ndim != 2 or T_.shape[1] != P_.shape[1]:
+        raise ValueError(
+            f"`t` must be (n_t, D+1) = (n_t, {P_.shape[1]}) to match `points`; got {tuple(T_.shape)}."
+        )
+    if P_.shape[0] < 1 or T_.shape[0] < 1 or P_.shape[1] < 2:
+        raise ValueError(
+            f"`points` needs M >= 1 rows and D+1 >= 2 columns, `t` n_t >= 1; got "
+            f"{tuple(P_.shape)} and {tuple(T_.shape)}."
+        )
+    check_finite(P_, "points")
+    check_finite(T_, "t")
+    if not isinstance(P_, jax.core.Tracer):
+        last = np.asarray(P_[:, -1])
+        pm = np.ones(last.shape, bool) if point_mask is None else np.asarray(point_mask, bool)
+        if not np.allclose(last[pm], 1.0):
+            raise ValueError("`points` must have its last column all ones (the centre direction).")
+    dt = jnp.result_type(P_.dtype, T_.dtype)
+    if not jnp.issubdtype(dt, jnp.floating):
+        dt = jnp.result_type(float)
+    M, D1 = P_.shape
+    pm = jnp.ones(M, bool) if point_mask is None else jnp.asarray(point_mask, bool)
+    D = D1 - 1 if dim is None else dim
+    cm = (jnp.arange(D1) < D) | (jnp.arange(D1) == D1 - 1)
+    items = _solver_items(rtol, atol, max_steps, check_every, dt)
+    cap, inv, rad, dm, s_t, interior, sol = _anchor_geometry_core(
+        P_.astype(dt), T_.astype(dt), jnp.asarray(kappa, dt), pm, cm, jnp.asarray(D, dt), forms,
+        chunk_size, items)
+    res = AnchorGeometry(cap, inv, rad, dm, s_t, interior, sol, forms)
+    if strict:
+        if isinstance(sol.converged, jax.core.Tracer):
+            raise ValueError("`strict=True` needs an eager call; check `solution.converged`.")
+        sol.raise_if_unconverged("anchor_geometry")
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# Full pipeline
+
+
+def _pad(mans, dtype):
+    P = len(mans)
+    Ms = np.array([m.shape[0] for m in mans])
+    N = mans[0].shape[1]
+    Mmax = int(Ms.max())
+    if all(isinstance(m, np.ndarray) for m in mans) and (Ms == Mmax).all():
+        X = np.stack(mans).astype(dtype, copy=False)
+    elif (Ms == Mmax).all():
+        X = jnp.stack([jnp.asarray(m, dtype) for m in mans])
+    else:
+        X = np.zeros((P, Mmax, N), dtype)
+        for i, m in enumerate(mans):
+            X[i, : m.shape[0]] = np.asarray(m, dtype)
+    mask = np.arange(Mmax)[None, :] < Ms[:, None]
+    return X, mask, Ms
+
+
+@jax.jit
+def _centres(X, mask):
+    w = mask.astype(X.dtype)
+    n_pts = jnp.sum(w, axis=1)
+    centers = jnp.einsum("pm,pmn->pn", w, X, precision=_HI) / n_pts[:, None]
+    xbar = jnp.sum(centers * n_pts[:, None], axis=0) / jnp.sum(n_pts)
+    return centers, xbar
+
+
+@functools.partial(jax.jit, static_argnames=("reduction", "manifold_batch"))
+def reduce_manifolds(X, mask, xbar, V, reduction: str = "gram", manifold_batch: int = 1):
+    """Project out ``V``, centre and normalise each manifold, and reduce it to ``M`` coordinates.
+
+    ``U_mu = (I - V V^T)(X_mu - c_mu) / ||(I - V V^T)(c_mu - xbar)||`` (the reference's
+    ``(X^ns - c^ns) / ||c^ns||``: ``xbar`` cancels in the numerator). The reduced points ``S_mu``
+    (rows) satisfy ``S S^T = U U^T``:
+
+    * ``reduction="qr"``: ``S = R^T`` of the thin QR ``U^T = Q R`` (the reference's reduction);
+    * ``reduction="gram"``: ``S = W diag(sqrt(lambda))`` from the eigendecomposition of the
+      ``M x M`` Gram matrix, eigenvalues in descending order (about half the flops of QR and no
+      projected copy of the data). ``S`` differs from the QR form by an orthogonal transform of
+      the coordinates, so with isotropic Gaussian ``t`` every result has the same distribution.
+
+    Manifolds are processed ``manifold_batch`` at a time (``lax.map``), so the working memory is
+    one batch of ``(M, N)`` temporaries beside the input.
+
+    Args:
+        X: ``(P, M, N)`` manifolds (rows are points; padded rows are ignored via ``mask``).
+        mask: ``(P, M)`` bool, real points.
+        xbar: ``(N,)`` global mean of all points.
+        V: ``(N, K)`` orthonormal centre subspace to remove (``K`` may be 0).
+
+    Returns:
+        ``(sD1, center_norm)``: ``(P, M, min(N, M) + 1)`` reduced points with a last coordinate
+        of ones (padded rows zero), and ``||c^ns_mu||`` ``(P,)``.
+    """
+    P, M, N = X.shape
+    D = min(N, M)
+
+    def one(args):
+        x, m = args
+        w = m.astype(x.dtype)
+        c = jnp.matmul(w, x, precision=_HI) / jnp.sum(w)
+        B = (x - c) * w[:, None]
+        cns = c - xbar
+        if V.shape[1]:
+            cns = cns - jnp.matmul(V, jnp.matmul(V.T, cns, precision=_HI), precision=_HI)
+        cn = jnp.linalg.norm(cns)
+        if reduction == "qr":
+            if V.shape[1]:
+                B = B - jnp.matmul(jnp.matmul(B, V, precision=_HI), V.T, precision=_HI)
+            R = jnp.linalg.qr((B / cn).T, mode="r")  # (D, M)
+            S = R.T
+        else:
+            Gm = jnp.matmul(B, B.T, precision=_HI)
+            if V.shape[1]:
+                BV = jnp.matmul(B, V, precision=_HI)
+                Gm = Gm - jnp.matmul(BV, BV.T, precision=_HI)
+            Gm = Gm / (cn * cn)
+            lam, W = jnp.linalg.eigh((Gm + Gm.T) / 2)
+            lam, W = lam[::-1][:D], W[:, ::-1][:, :D]
+            # Eigenvalues at round-off level are exact zeros (centring removes one direction);
+            # their square roots (~sqrt(eps)) would add a spurious thin direction.
+            lam = jnp.where(lam > 64 * M * jnp.finfo(x.dtype).eps * lam[0], lam, 0)
+            S = W * jnp.sqrt(lam)[None, :] * w[:, None]
+        return jnp.concatenate([S, w[:, None]], axis=1), cn
+
+    return lax.map(one, (X, mask), batch_size=manifold_batch)
+
+
+def _default_manifold_batch(P: int) -> int:
+    # On CPU one manifold at a time lets each manifold's solver loop stop on its own (and keeps
+    # the Gram matrix unbatched); accelerators prefer the whole batch at once.
+    return 1 if jax.default_backend() == "cpu" else P
+
+
+@functools.partial(
+    jax.jit, static_argnames=("n_t", "forms", "chunk_size", "solver_items", "manifold_batch"))
+def _anchors_all(key, sD1, mask, dims, kappa, n_t, forms, chunk_size, solver_items,
+                 manifold_batch):
+    P, M, D1 = sD1.shape
+    keys = jax.random.split(key, P)
+
+    def one(k, S, pm, d):
+        # One key per sample: the draw does not depend on chunking or batching.
+        t = jax.vmap(lambda kk: jax.random.normal(kk, (D1,), S.dtype))(jax.random.split(k, n_t))
+        cm = (jnp.arange(D1) < d) | (jnp.arange(D1) == D1 - 1)
+        return _anchor_geometry_core(S, t, kappa, pm, cm, d.astype(S.dtype), forms, chunk_size,
+                                     solver_items)
+
+    if manifold_batch >= P:
+        return jax.vmap(one)(keys, sD1, mask, dims)
+    return lax.map(lambda a: one(*a), (keys, sD1, mask, dims), batch_size=manifold_batch)
+
+
+@pytree_dataclass(meta=("K", "n_t", "forms", "n_unconverged", "center_converged"))
+class MFTMAResult:
+    """Result of :func:`mftma` (a registered pytree; ``to_frame()`` gives a tidy table).
+
+    Attributes:
+        capacity: ``1 / mean_mu(1/alpha_mu)``.
+        radius, dimension: means over manifolds of ``R_mu``, ``D_mu``.
+        center_correlation: mean |cos| between globally centred centres, before removal.
+        residual_center_correlation: the same after removing the ``K`` directions.
+        capacity_per_manifold, radius_per_manifold, dimension_per_manifold: ``(P,)``.
+        n_points: ``(P,)`` M per manifold; reduced_dim: ``(P,)`` D per manifold.
+        lower_bound: ``2 / <M>`` (Cover); capacity_ratio: capacity / lower bound.
+        dimension_ratio: dimension / ``<M>``.
+        kappa: margin. K: removed centre directions. n_t: samples per manifold.
+        forms: ``"coded"`` or ``"paper"``.
+        n_unconverged: NNLS problems (of ``P * n_t``) that did not converge.
+        max_steps_used, max_residual: solver summary.
+        center_converged: the chosen Stiefel restart met its gradient tolerance.
+    """
+
+    capacity: Any
+    radius: Any
+    dimension: Any
+    center_correlation: Any
+    residual_center_correlation: Any
+    capacity_per_manifold: Any
+    radius_per_manifold: Any
+    dimension_per_manifold: Any
+    n_points: Any
+    reduced_dim: Any
+    lower_bound: Any
+    capacity_ratio: Any
+    dimension_ratio: Any
+    kappa: Any
+    max_steps_used: Any
+    max_residual: Any
+    K: int = 0
+    n_t: int = 0
+    forms: str = "coded"
+    n_unconverged: int = 0
+    center_converged: bool = True
+
+    def summary(self) -> dict:
+        """Scalar fields as a flat dict of Python numbers."""
+        d = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            a = np.asarray(v)
+            if a.ndim == 0:
+                d[f.name] = a.item()
+        return d
+
+    def to_frame(self, level: str = "manifold"):
+        """Tidy pandas table: one row per manifold (``level="manifold"``) or one summary row."""
+        import pandas as pd
+
+        s = self.summary()
+        if level == "summary":
+            return pd.DataFrame([s])
+        if level != "manifold":
+            raise ValueError(f"`level` must be 'manifold' or 'summary'; got {level!r}.")
+        n = np.asarray(self.capacity_per_manifold)
+        df = pd.DataFrame({
+            "manifold": np.arange(n.shape[0]),
+            "capacity": n,
+            "radius": np.asarray(self.radius_per_manifold),
+            "dimension": np.asarray(self.dimension_per_manifold),
+            "n_points": np.asarray(self.n_points),
+            "reduced_dim": np.asarray(self.reduced_dim),
+        })
+        for k in ("kappa", "K", "n_t", "forms", "center_correlation"):
+            df[k] = s[k]
+        return df
+
+
+def mftma(
+    key,
+    manifolds,
+    kappa: float = 0.0,
+    n_t: int = 200,
+    *,
+    K: int | None = None,
+    V=None,
+    n_reps: int = 10,
+    max_k: int | None = None,
+    forms: str = "coded",
+    chunk_size: int | None = None,
+    manifold_batch: int | None = None,
+    reduction: str = "gram",
+    rtol: float | None = None,
+    atol: float = 0.0,
+    max_steps: int = 10_000,
+    check_every: int = 10,
+    stiefel_steps: int = 1000,
+    strict: bool = False,
+    dtype=None,
+) -> MFTMAResult:
+    """Mean-field manifold analysis of P manifolds with centre-correlation removal.
+
+    Pipeline (the reference ``manifold_analysis_corr`` procedure, PRX 2018 + Cohen et al. 2020):
+
+    1. global centring ``X0_mu = X_mu - xbar`` (mean of all points); centres from the raw data;
+    2. centre correlation ``rho`` (mean |cos| of the globally centred centres) and the low-rank
+       shared subspace ``V`` (:func:`geomjax.manifold.fit_center_subspace`, Stiefel optimisation
+       with vmapped restarts, ``K`` chosen as the reference does with ``max K <= P-1``);
+    3. projection ``(I - V V^T) X0``, per-manifold centring and normalisation by the centre norm;
+    4. reduction to ``D = min(M, N)`` coordinates plus a coordinate of ones;
+    5. ``n_t`` Gaussian samples per manifold and exact anchor points
+       (:func:`anchor_geometry`), vmapped over manifolds.
+
+    Aggregates: ``alpha = 1 / mean_mu(1/alpha_mu)``, ``R = mean R_mu``, ``D = mean D_mu``.
+    Manifolds of different ``M`` are padded and masked (no Python loop over manifolds).
+
+    Args:
+        key: ``jax.random.key``; split into the centre-subspace restarts and one key per
+            manifold, then one per sample (results do not depend on ``chunk_size``).
+        manifolds: list of ``(M_mu, N)`` arrays (rows are points) or one ``(P, M, N)`` array.
+        kappa: margin. n_t: Gaussian samples per manifold.
+        K: ``None`` chooses K automatically; ``0`` skips centre-correlation removal; an int fixes K.
+        V: optional ``(N, K)`` orthonormal centre subspace to remove (overrides ``K``).
+        n_reps: Stiefel restarts per K. max_k: cap on the K search (default reference rule,
+            always ``<= P-1``).
+        forms: ``"coded"`` (reference) or ``"paper"`` radius/dimension.
+        chunk_size: solve samples in chunks of this size.
+        reduction: ``"gram"`` (eigendecomposition of each manifold's Gram matrix, fast) or
+            ``"qr"`` (the reference's QR); equal in distribution (:func:`reduce_manifolds`).
+        manifold_batch: manifolds solved at once (``lax.map`` batch size); default 1 on CPU
+            (each manifold's solver loop stops on its own) and all of them on accelerators.
+        rtol, atol, max_steps, check_every: anchor NNLS settings.
+        stiefel_steps: Stiefel iteration budget.
+        strict: raise if any anchor problem did not converge.
+        dtype: computation dtype (default: the input's floating dtype).
+
+    Returns:
+        :class:`MFTMAResult`.
+    """
+    if forms not in _FORMS:
+        raise ValueError(f"`forms` must be one of {_FORMS}; got {forms!r}.")
+    if reduction not in ("gram", "qr"):
+        raise ValueError(f"`reduction` must be 'gram' or 'qr'; got {reduction!r}.")
+    if int(n_t) < 1:
+        raise ValueError(f"`n_t` must be >= 1; got {n_t}.")
+    mans = check_manifolds(manifolds, "manifolds", min_points=2)
+    if dtype is None:
+        dtype = jnp.result_type(*[m.dtype for m in mans])
+        if not jnp.issubdtype(dtype, jnp.floating):
+            dtype = jnp.result_type(float)
+    dtype = jnp.dtype(dtype)
+    X, mask, Ms = _pad(mans, dtype)
+    P, Mmax, N = X.shape
+    X = jnp.asarray(X)
+    mask_j = jnp.asarray(mask)
+    k_fa, k_t = jax.random.split(key)
+    centers, xbar = _centres(X, mask_j)
+    fa = None
+    if V is not None:
+        V = jnp.asarray(as_array(V, "V"), dtype)
+        if V.ndim != 2 or V.shape[0] != N or V.shape[1] > P - 1:
+            raise ValueError(f"`V` must be (N, K) = ({N}, K <= {P - 1}); got {tuple(V.shape)}.")
+        check_finite(V, "V")
+        if V.shape[1] and not np.allclose(np.asarray(V.T @ V), np.eye(V.shape[1]),
+                                          atol=1e-4 if dtype == jnp.float32 else 1e-8):
+            raise ValueError("`V` must have orthonormal columns (V^T V = I).")
+        from geomjax.manifold._center import center_correlation
+
+        rho0 = center_correlation(centers)
+        Kc = int(V.shape[1])
+        Vc = V
+        center_ok = True
+    else:
+        fa = fit_center_subspace(k_fa, centers, K, n_reps=n_reps, max_k=max_k,
+                                 max_steps=stiefel_steps)
+        rho0, Kc, Vc, center_ok = fa["center_correlation"], fa["K"], fa["V"], fa["converged"]
+    mb = _default_manifold_batch(P) if manifold_batch is None else max(1, int(manifold_batch))
+    sD1, cn = reduce_manifolds(X, mask_j, xbar, Vc, reduction, min(mb, P))
+    from geomjax.manifold._center import _mean_abs_cos
+
+    ct = centers - jnp.mean(centers, axis=0)
+    if Kc:
+        ct = ct - jnp.matmul(jnp.matmul(ct, Vc, precision=_HI), Vc.T, precision=_HI)
+    rho_res = _mean_abs_cos(ct)
+    dims = jnp.asarray(np.minimum(Ms, N))
+    items = _solver_items(rtol, atol, max_steps, check_every, dtype)
+    cap, inv, rad, dm, _, _, sol = _anchors_all(
+        k_t, sD1, mask_j, dims, jnp.asarray(kappa, dtype), int(n_t), forms, chunk_size, items, mb)
+    if strict:
+        Solution(sol.value, sol.converged, sol.num_steps, sol.residual,
+                 SolverSettings(items[0][1], items[1][1], items[2][1], "fista+polish")
+                 ).raise_if_unconverged("mftma anchor points")
+    conv = np.asarray(sol.converged)
+    mbar = float(np.mean(Ms))
+    capacity = 1 / jnp.mean(inv)
+    radius = jnp.mean(rad)
+    dimension = jnp.mean(dm)
+    lb = 2.0 / mbar
+    res = MFTMAResult(
+        capacity=capacity, radius=radius, dimension=dimension, center_correlation=rho0,
+        residual_center_correlation=rho_res, capacity_per_manifold=cap,
+        radius_per_manifold=rad, dimension_per_manifold=dm, n_points=jnp.asarray(Ms),
+        reduced_dim=dims, lower_bound=jnp.asarray(lb, dtype), capacity_ratio=capacity / lb,
+        dimension_ratio=dimension / mbar, kappa=jnp.asarray(kappa, dtype),
+        max_steps_used=jnp.max(sol.num_steps), max_residual=jnp.max(sol.residual),
+        K=int(Kc), n_t=int(n_t), forms=forms, n_unconverged=int(conv.size - conv.sum()),
+        center_converged=bool(center_ok),
+    )
+    return res
+
+
