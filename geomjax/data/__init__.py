@@ -25,17 +25,26 @@ Public API (everything here is importable as ``geomjax.data.<name>``)::
     cochleagram(audio)          ERB filterbank envelopes, (256 frames, 256 channels) for 2 s
     featurize(audio, kind, batch_size=512)  many clips in batches -> NumPy
 
+    utterance_features(corpus, "ds2")   -> list of (n_frames_i, F), one per utterance
+    X, y, utt, classes = frame_dataset(corpus)  # phone MLP: (n, 253) spliced log-Mel, 40 phones
+
     # manifold data sets: P classes x M examples with constraints
     ms = sample_manifolds(key, corpus, "word", n_classes=50, n_examples=50)
-    ms.audio (P, M, n_samples); ms.table (one row per example); ms.target_mask(hop=160)
-    ms.frame_labels(...); ms.summary (what was skipped and why)
+        # label types: word, speaker, pos, gender, accent, channel, phoneme, character;
+        # constraint="default": distinct speakers per class (distinct words per speaker)
+    ms.audio (P, M, n_samples); ms.table (one row per example); ms.summary (what was left out)
+    ms.target_mask(hop=160) -> bool (P, M, T); ms.word_alignment(hop=160) -> int (P, M, T)
+    ms.features("log_mel") -> (P, M, T, F)
 
     # real corpora (Hugging Face hub ids, local Parquet, or a folder with metadata.csv)
     corpus = load_corpus("openslr/librispeech_asr", config="clean", split="validation")
     corpus = load_corpus("/path/to/parquet_or_folder")
 
+    # held-out voice domain (when the Debian package flite is installed)
+    corpus = synthesize_flite_corpus(size="tiny", seed=0)
+
     # also: synthetic_manifolds / ball_manifolds (Gaussian-cloud MFTMA benchmarks),
-    # espeak_synthesize, flite_available, synthesize_flite_corpus, save_corpus, load_corpus_dir
+    # espeak_synthesize, espeak_phonemes, flite_available, save_corpus, load_corpus_dir
 
 Submodules are imported on first use, so ``import geomjax.data`` stays cheap.
 """
@@ -75,6 +84,9 @@ _LAZY = {
     "featurize": "_features",
     "n_frames": "_features",
     "erb_filters": "_features",
+    # frame-level sets
+    "utterance_features": "_framesets",
+    "frame_dataset": "_framesets",
     # manifold data sets
     "ManifoldSet": "_manifolds",
     "sample_manifolds": "_manifolds",

@@ -137,3 +137,18 @@ def test_cache_manifest_and_regeneration(tmp_path, tiny):
         load_corpus_dir(d)
     c3 = synthesize_corpus("tiny", seed=0, cache_dir=tmp_path)
     assert np.array_equal(np.asarray(c3.audio), tiny.audio)
+
+
+def test_bit_identical_in_a_fresh_process(tiny):
+    import hashlib
+    import subprocess
+    import sys
+
+    code = ("import hashlib; from geomjax.data import synthesize_corpus; "
+            "c = synthesize_corpus('tiny', seed=0); "
+            "print(hashlib.sha256(c.audio.tobytes()).hexdigest(), "
+            "hashlib.sha256(c.phones.to_csv().encode()).hexdigest())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == [hashlib.sha256(tiny.audio.tobytes()).hexdigest(),
+                   hashlib.sha256(tiny.phones.to_csv().encode()).hexdigest()]

@@ -162,3 +162,39 @@ def test_bad_input():
         mfcc(np.zeros(1000), n_mfcc=50, n_mels=40)
     with pytest.raises(TypeError, match="audio"):
         log_mel("not audio")
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus():
+    from geomjax.data import espeak_available, synthesize_corpus
+
+    if not espeak_available():
+        pytest.skip("libespeak-ng not installed")
+    return synthesize_corpus("tiny", seed=0)
+
+
+def test_utterance_features_exact_despite_padding(tiny_corpus):
+    from geomjax.data import utterance_features
+
+    fs = utterance_features(tiny_corpus, "log_mel", utts=[0, 3], bucket=16000)
+    for f, i in zip(fs, [0, 3]):
+        direct = np.asarray(log_mel(tiny_corpus.utterance(i)))
+        assert f.shape == direct.shape
+        np.testing.assert_allclose(f, direct, rtol=1e-5, atol=1e-5)
+
+
+def test_frame_dataset_phone_mlp_input(tiny_corpus):
+    from geomjax.data import frame_dataset
+
+    X, y, utt, classes = frame_dataset(tiny_corpus, n_classes=12)
+    assert X.shape[1] == 253 and X.dtype == np.float32 and len(classes) == 12
+    assert X.shape[0] == y.size == utt.size and y.min() >= 0 and y.max() < 12
+    assert np.all(np.isfinite(X))
+    # the centre columns of utterance 0 are its normalised log-Mel frames at labelled positions
+    f = np.asarray(log_mel(tiny_corpus.utterance(0)))
+    f = (f - f.mean(0)) / (f.std(0) + 1e-8)
+    lab = tiny_corpus.frame_labels(0, "phone", classes=classes)
+    np.testing.assert_allclose(X[utt == 0][:, 5 * 23: 6 * 23], f[lab >= 0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(y[utt == 0], lab[lab >= 0])
+    with pytest.raises(ValueError, match="normalize"):
+        frame_dataset(tiny_corpus, normalize="global")
