@@ -124,6 +124,8 @@ def _gram_stats(k, l, unbiased: bool):
 
 
 _gram_stats_jit = jax.jit(_gram_stats, static_argnames=("unbiased",))
+_hsic_b_jit = jax.jit(hsic_biased_gram)
+_hsic_u_jit = jax.jit(hsic_unbiased_gram)
 
 
 def _cka_from(stats):
@@ -191,8 +193,7 @@ def hsic_gram(k, l, *, estimator: str = "biased"):
     la = prep_square(l, "l", min_samples=4 if unbiased else 2, dtype=ka.dtype)
     if ka.shape != la.shape:
         raise ValueError(f"`k` is {ka.shape} but `l` is {la.shape}; both must be (N, N).")
-    f = jax.jit(hsic_unbiased_gram if unbiased else hsic_biased_gram)
-    return f(ka, la)
+    return (_hsic_u_jit if unbiased else _hsic_b_jit)(ka, la)
 
 
 def cka(

@@ -70,7 +70,8 @@ class MinibatchCKA:
     (Nguyen et al. 2021). Memory is O(L^2 + batch), independent of how many samples stream by.
 
     Batches with fewer than 4 samples cannot form an unbiased HSIC; they are skipped with a
-    ``RuntimeWarning`` and counted in ``n_skipped``.
+    ``RuntimeWarning`` and counted in ``n_skipped``. NaN/inf in a batch raise ``ValueError``
+    (naming the batch) when the accumulated sums are next read, so feeding stays asynchronous.
 
     Example::
 
@@ -87,6 +88,7 @@ class MinibatchCKA:
         self._sum: np.ndarray | None = None
         self._pending: list = []
         self._widths: tuple[int, ...] | None = None
+        self._n_seen = 0
         self.n_samples = 0
         self.n_batches = 0
         self.n_skipped = 0
@@ -98,9 +100,10 @@ class MinibatchCKA:
             layers = tuple(layers[0])
         if len(layers) < 1:
             raise ValueError("`update` needs at least one layer's batch of activations.")
-        first = prep_one(layers[0], "layers[0]", min_samples=1)
+        # finiteness is checked on the per-batch HSICs when they reach the host (no sync here)
+        first = prep_one(layers[0], "layers[0]", min_samples=1, finite=False)
         xs = [first] + [
-            prep_one(a, f"layers[{i}]", min_samples=1, dtype=first.dtype)
+            prep_one(a, f"layers[{i}]", min_samples=1, dtype=first.dtype, finite=False)
             for i, a in enumerate(layers[1:], start=1)
         ]
         b = xs[0].shape[0]
@@ -126,17 +129,23 @@ class MinibatchCKA:
             )
             return
         method = _batch_method(b, widths) if self.method == "auto" else self.method
-        self._pending.append(batch_hsic_u(tuple(xs), method))
+        self._pending.append((self._n_seen, batch_hsic_u(tuple(xs), method)))
+        self._n_seen += 1
         self.n_samples += b
         self.n_batches += 1
         if len(self._pending) >= self.flush_every:
             self._flush()
 
     def _flush(self) -> None:
-        for m in self._pending:
+        pending, self._pending = self._pending, []
+        for idx, m in pending:
             m = np.asarray(m, dtype=np.float64)
+            if not np.all(np.isfinite(m)):
+                raise ValueError(
+                    f"batch {idx} (0-based, counting accepted batches) gave a non-finite HSIC: "
+                    "its activations contain NaN/inf (or overflow); clean them first."
+                )
             self._sum = m if self._sum is None else self._sum + m
-        self._pending = []
 
     @property
     def hsic_sum(self) -> np.ndarray:

@@ -14,7 +14,21 @@ from geomjax._types import result_dtype
 _LAYOUT = "(n_samples, n_features)"
 
 
-def prep_one(x, name: str, *, min_samples: int = 2, dtype=None):
+def _check_finite(arr, name: str) -> None:
+    """NaN/inf check; device arrays are reduced on the device (no host copy)."""
+    if isinstance(arr, jax.core.Tracer):
+        return
+    if isinstance(arr, jax.Array):
+        if arr.size and not bool(jnp.all(jnp.isfinite(arr))):
+            n_bad = int(arr.size - jnp.sum(jnp.isfinite(arr)))
+            raise ValueError(
+                f"`{name}` contains {n_bad} NaN/inf value(s); clean or mask them first."
+            )
+        return
+    check_finite(arr, name)
+
+
+def prep_one(x, name: str, *, min_samples: int = 2, dtype=None, finite: bool = True):
     """One representation as a floating JAX array of shape ``(n_samples, n_features)``."""
     arr = as_array(x, name)
     if arr.ndim == 3:
@@ -33,7 +47,8 @@ def prep_one(x, name: str, *, min_samples: int = 2, dtype=None):
         )
     if arr.shape[1] == 0:
         raise ValueError(f"`{name}` has no features (shape {tuple(arr.shape)}).")
-    check_finite(arr, name)
+    if finite:
+        _check_finite(arr, name)
     dt = dtype if dtype is not None else result_dtype(arr)
     return jnp.asarray(arr, dtype=dt)
 
@@ -61,7 +76,7 @@ def prep_square(k, name: str, *, min_samples: int = 2, dtype=None):
             f"`{name}` is {arr.shape[0]}x{arr.shape[0]}; this estimator needs at least "
             f"{min_samples} samples."
         )
-    check_finite(arr, name)
+    _check_finite(arr, name)
     dt = dtype if dtype is not None else result_dtype(arr)
     return jnp.asarray(arr, dtype=dt)
 

@@ -137,6 +137,11 @@ def test_minibatch_accumulator_skips_tiny_batches_and_tracks_counts():
         acc.update(xs[0][:10], xs[1][:11])
     with pytest.raises(ValueError, match="layers"):
         acc.update(xs[0][:10], xs[1][:10], xs[2][:10])
+    bad = xs[1][:10].copy()
+    bad[2, 1] = np.inf
+    acc.update(xs[0][:10], bad)
+    with pytest.raises(ValueError, match="batch 1 .*NaN/inf"):
+        acc.result()
 
 
 def test_minibatch_progress_bar_runs(capsys):
