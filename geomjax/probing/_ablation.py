@@ -78,7 +78,8 @@ def evaluate_masks(probe: Probe, x, y, masks, n_classes: int | None = None) -> S
     d, c = probe.weights.shape[-2:]
     if masks.shape[-1] != d or jnp.shape(x)[-1] != d:
         raise ValueError(
-            f"`masks` ({masks.shape}) and `x` ({jnp.shape(x)}) must have D={d} neurons like the probe."
+            f"`masks` ({masks.shape}) and `x` ({jnp.shape(x)}) must have D={d} neurons like the "
+            "probe."
         )
     n_classes = c if n_classes is None else n_classes
     return _eval_masks(probe, jnp.asarray(x), jnp.asarray(y, jnp.int32), masks, int(n_classes))

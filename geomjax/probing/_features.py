@@ -84,7 +84,9 @@ def pool_frames(frames, mask=None, *, lengths=None, method: str = "mean"):
         mask = np.ones((n, t), dtype=bool)
     mask = as_array(mask, "mask")
     if tuple(mask.shape) != (n, t):
-        raise ValueError(f"`mask` must have shape ({n}, {t}) like `frames`; got {tuple(mask.shape)}.")
+        raise ValueError(
+            f"`mask` must have shape ({n}, {t}) like `frames`; got {tuple(mask.shape)}."
+        )
     if not isinstance(mask, jax.core.Tracer):
         empty = np.flatnonzero(~np.asarray(mask, dtype=bool).any(axis=1))
         if empty.size:

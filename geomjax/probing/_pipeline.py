@@ -89,8 +89,11 @@ class PipelineResult:
             task = idx[0] if len(idx) > 0 else 0
             seed = idx[1] if len(idx) > 1 else 0
 
-            def add(analysis, subset, sc, j, n_neurons):
-                get = (lambda a: float(np.asarray(a)[idx] if j is None else np.asarray(a)[idx][j]))
+            def add(analysis, subset, sc, j, n_neurons, idx=idx, task=task, seed=seed):
+                def get(a):
+                    v = np.asarray(a)[idx]
+                    return float(v if j is None else v[j])
+
                 rows.append(dict(task=task, seed=seed, analysis=analysis, subset=subset,
                                  n_neurons=int(n_neurons), accuracy=get(sc.accuracy),
                                  f1=get(sc.f1), mcc=get(sc.mcc)))
@@ -157,20 +160,20 @@ def _train_all_and_layers(key, x, ys, lam1, lam2, lr, *, widths, n_classes, ps):
     """ALL probes for every label set in ``ys`` (K, N) and the layer-wise probes on ``ys[0]``,
     trained in one Adam loop that gathers each minibatch once. The losses are separable and Adam
     is elementwise, so every probe follows exactly the trajectory it would follow alone
-    (``fit_probes`` with the same key)."""
+    (``fit_probes`` with the same key; layer probes as on the padded ``(L, N, H_max)`` layout)."""
     n, d = x.shape
     k_init, k_shuf = jax.random.split(key)
     n_lab = ys.shape[0]
-    n_layers, hmax = len(widths), max(widths)
-    _, valid = _layer_cols(widths)
-    lmask = jnp.asarray(valid, x.dtype)
+    hmax = max(widths)
+    off = np.concatenate([[0], np.cumsum(widths)]).astype(int)
     pa = _init(k_init, d, n_classes, x.dtype, ps["init"])
     pl = _init(k_init, hmax, n_classes, x.dtype, ps["init"])
     params = (
         jnp.broadcast_to(pa.weights.T, (n_lab, n_classes, d)),
         jnp.broadcast_to(pa.bias, (n_lab, n_classes)),
-        jnp.broadcast_to(pl.weights.T, (n_layers, n_classes, hmax)) * lmask[:, None, :],
-        jnp.broadcast_to(pl.bias, (n_layers, n_classes)),
+        # one (C, H_l) block per layer: static column slices of the minibatch, no padding
+        tuple(pl.weights.T[:, :w] for w in widths),
+        tuple(pl.bias for _ in widths),
     )
     l2 = ps["l2"]
 
@@ -181,16 +184,17 @@ def _train_all_and_layers(key, x, ys, lam1, lam2, lr, *, widths, n_classes, ps):
         za = jnp.einsum("nd,kcd->knc", xb, wa, precision=_HI) + ba[:, None, :]
         loss = jax.vmap(_ce, in_axes=(0, 0, None))(za, yb, vb).sum()
         loss += lam1 * jnp.abs(wa).sum() + lam2 * _sum_l2(wa, l2)
-        wlm = wl * lmask[:, None, :]
-        zl = jnp.einsum("nlh,lch->lnc", _layer_view(xb, widths), wlm, precision=_HI)
-        loss += jax.vmap(_ce, in_axes=(0, None, None))(zl + bl[:, None, :], yb[0], vb).sum()
-        return loss + lam1 * jnp.abs(wlm).sum() + lam2 * _sum_l2(wlm, l2)
+        for i, (w, b) in enumerate(zip(wl, bl, strict=False)):
+            z = jnp.einsum("nd,cd->nc", xb[:, off[i] : off[i + 1]], w, precision=_HI) + b
+            loss += _ce(z, yb[0], vb) + lam1 * jnp.abs(w).sum() + lam2 * _l2(w, l2)
+        return loss
 
     (wa, ba, wl, bl), _ = _adam_loop(
         k_shuf, n, params, batch_loss, lr, epochs=ps["epochs"], batch_size=ps["batch_size"],
         shuffle=ps["shuffle"], dtype=x.dtype)
     probes = Probe(jnp.swapaxes(wa, 1, 2), ba)
-    layers = Probe(jnp.swapaxes(wl * lmask[:, None, :], 1, 2), bl)
+    layers = Probe(jnp.stack([jnp.pad(w.T, ((0, hmax - w.shape[1]), (0, 0))) for w in wl]),
+                   jnp.stack(bl))
     return probes, layers
 
 
@@ -210,7 +214,7 @@ def _train_prefixes(key, x_ord, y, counts, lam1, lam2, lr, *, n_classes, ps):
         xb = x_ord[ib]
         yb = y[ib]
         loss = 0.0
-        for (w, b), c in zip(p, counts):
+        for (w, b), c in zip(p, counts, strict=False):
             z = jnp.einsum("nd,cd->nc", xb[:, : int(c)], w, precision=_HI) + b
             loss += _ce(z, yb, vb) + lam1 * jnp.abs(w).sum() + lam2 * _l2(w, l2)
         return loss
@@ -258,7 +262,7 @@ def _core(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, lam1, lam2, lr, *, n_cla
     xo_te = x_te[:, ordering.order]
     pm = _train_prefixes(k_min, xo_tr, y_tr, counts, lam1, lam2, lr, n_classes=n_classes, ps=ps)
     s_min = [scores(y_te, jnp.argmax(jnp.einsum("nd,cd->nc", xo_te[:, :c], w, precision=_HI) + b,
-                                     -1), n_classes) for (w, b), c in zip(pm, counts)]
+                                     -1), n_classes) for (w, b), c in zip(pm, counts, strict=False)]
     s_min = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *s_min)
     chosen, reached = select_minimal(s_min.accuracy, s_all.accuracy, delta)
     masks = ordering.rank[None, :] < jnp.asarray(counts)[:, None]

@@ -235,7 +235,8 @@ def _fit_fista(key, x, y, mask, lam1, lam2, *, n_classes, l2, init, rtol, atol, 
         return _smooth_grad(p, x, y, lam2, l2, mask, True)
 
     def dot(a, b):
-        return sum(jnp.vdot(u, v) for u, v in zip(tree.tree_leaves(a), tree.tree_leaves(b)))
+        return sum(jnp.vdot(u, v)
+                   for u, v in zip(tree.tree_leaves(a), tree.tree_leaves(b), strict=True))
 
     def sub(a, b):
         return tree.tree_map(jnp.subtract, a, b)

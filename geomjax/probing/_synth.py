@@ -40,7 +40,7 @@ def planted_probing_data(
     off = np.concatenate([[0], np.cumsum(widths)])
     planted = np.concatenate([
         off[i] + rng.choice(w, size=k, replace=False)
-        for i, (w, k) in enumerate(zip(widths, planted_per_layer))
+        for i, (w, k) in enumerate(zip(widths, planted_per_layer, strict=False))
     ]).astype(np.int64)
     x = rng.standard_normal((n_samples, d), dtype=np.float32).astype(dtype, copy=False)
     if nuisance_rank:

@@ -46,7 +46,10 @@ def length_normalize(emb, eps: float = 1e-12):
 
 
 def cosine_scores(enrol, test):
-    """Cosine score of each trial ``(enrol[i], test[i])``: ``<e_i, t_i> / (|e_i| |t_i|)``, ``(N,)``."""
+    """Cosine score of each trial ``(enrol[i], test[i])``: ``<e_i, t_i> / (|e_i| |t_i|)``.
+
+    Returns ``(N,)`` scores; embeddings are length-normalised first, so scale does not matter.
+    """
     enrol = as_array(enrol, "enrol")
     test = as_array(test, "test")
     if enrol.shape != test.shape or enrol.ndim != 2:

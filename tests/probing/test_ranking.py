@@ -48,14 +48,14 @@ def test_ordering_reproduces_neurox_chunks_and_cutoffs(weights, stride):
     np.testing.assert_array_equal(cut, ref_cut)
     order = np.asarray(got.order)
     starts = [0] + ref_cut[:-1]
-    for a, b in zip(starts, ref_cut):
+    for a, b in zip(starts, ref_cut, strict=False):
         assert set(order[a:b]) == set(ref_order[a:b])
     # neurons NeuroX never selects come last, then rank is the inverse permutation
     assert set(order[ref_cut[-1]:]) == set(range(80)) - set(ref_order)
     np.testing.assert_array_equal(np.asarray(got.rank)[order], np.arange(80))
     # inside a chunk the order is by decreasing share of class mass
     share = (np.abs(weights) / np.abs(weights).sum(1, keepdims=True)).max(0)
-    for a, b in zip(starts, ref_cut):
+    for a, b in zip(starts, ref_cut, strict=False):
         assert np.all(np.diff(share[order[a:b]]) <= 0)
 
 

@@ -1,0 +1,94 @@
+import jax
+import numpy as np
+import pytest
+
+import geomjax.probing as gp
+
+KW = dict(epochs=3, batch_size=64)
+FRACTIONS = (0.05, 0.25)
+
+
+@pytest.fixture(scope="module")
+def run():
+    x, y, planted, _ = gp.planted_probing_data(
+        0, 500, (30, 30, 20, 40), planted_per_layer=(1, 2, 2, 3), signal=1.5, dtype=np.float64)
+    st = gp.fit_standardizer(x[:400])
+    xtr, xte = np.asarray(st(x[:400])), np.asarray(st(x[400:]))
+    bounds = [0, 30, 60, 80, 120]
+    _, idx = gp.concat_layers([xtr[:, a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=False)])
+    res = gp.paper_pipeline(jax.random.key(0), xtr, y[:400], xte, y[400:], idx,
+                            fractions=FRACTIONS, **KW)
+    return res, xtr, y[:400], xte, y[400:], idx, planted
+
+
+def test_pipeline_equals_the_step_by_step_protocol(run):
+    res, xtr, ytr, xte, yte, idx, _ = run
+    k_probe, _, _, _, k_min = jax.random.split(jax.random.key(0), 5)
+    # the fused loop trains each probe exactly as fit_probes does alone
+    alone = gp.fit_probes(k_probe, xtr, ytr, **KW)
+    np.testing.assert_allclose(res.probe.weights, alone.value.weights, rtol=1e-9, atol=1e-14)
+    acc = np.mean(np.asarray(gp.predict(alone.value, xte)) == yte)
+    assert np.isclose(float(res.all_scores.accuracy), acc)
+    xs, m = gp.stack_layers((xtr, idx))
+    xs_te, _ = gp.stack_layers((xte, idx))
+    lay = gp.fit_probes(k_probe, xs, ytr, feature_mask=m, **KW)
+    for i in range(4):
+        p = jax.tree_util.tree_map(lambda a, i=i: a[i], lay.value)
+        ref = np.mean(np.asarray(gp.predict(p, xs_te[i])) == yte)
+        assert np.isclose(float(res.layer_scores.accuracy[i]), ref)
+    ordering = gp.neuron_ordering(alone.value.weights, stride=1000)
+    np.testing.assert_array_equal(res.order, ordering.order)
+    ms = gp.minimal_neuron_set(k_min, ordering, xtr, ytr, xte, yte,
+                               oracle_accuracy=res.all_scores.accuracy, fractions=FRACTIONS, **KW)
+    np.testing.assert_allclose(res.minimal_scores.accuracy, ms.accuracy)
+    assert int(res.minimal_chosen) == int(ms.chosen)
+    masks = gp.ablation_masks(jax.random.split(jax.random.key(0), 5)[3], ordering, 0.2)
+    abl = gp.evaluate_masks(alone.value, xte, yte, masks)
+    np.testing.assert_allclose(res.ablation_scores.accuracy, abl.accuracy)
+    assert float(res.majority) == float(gp.majority_baseline(ytr, yte))
+
+
+def test_pipeline_tables(run):
+    res, *_ = run
+    df = res.to_frame()
+    assert set(df.analysis) >= {"oracle", "control", "selectivity", "majority", "ablation",
+                                "layer", "minimal_set (chosen)"}
+    assert len(df) == 4 + 3 + len(FRACTIONS) + 4
+    sel = df.loc[df.analysis == "selectivity", "accuracy"].item()
+    assert np.isclose(sel, float(res.all_scores.accuracy - res.control_scores.accuracy))
+    dist = res.layer_distribution_frame()
+    assert len(dist) == 2 * 4
+    top = dist[dist.selection == "top"].n_selected.sum()
+    assert top == round(0.2 * 120)
+
+
+@pytest.mark.slow
+def test_tasks_and_seeds_batched_equal_single_runs(run):
+    _, xtr, ytr, xte, yte, idx, _ = run
+    ys_tr = np.stack([ytr, ytr % 2])
+    ys_te = np.stack([yte, yte % 2])
+    keys = jax.random.split(jax.random.key(1), 2)
+    batched = gp.paper_pipeline(keys, xtr, ys_tr, xte, ys_te, idx, n_classes=5,
+                                fractions=FRACTIONS, **KW)
+    assert batched.all_scores.accuracy.shape == (2, 2)
+    for t in range(2):
+        for s in range(2):
+            one = gp.paper_pipeline(keys[s], xtr, ys_tr[t], xte, ys_te[t], idx, n_classes=5,
+                                    fractions=FRACTIONS, **KW)
+            np.testing.assert_allclose(batched.probe.weights[t, s], one.probe.weights,
+                                       rtol=1e-9, atol=1e-14)
+            np.testing.assert_allclose(batched.minimal_scores.accuracy[t, s],
+                                       one.minimal_scores.accuracy)
+    assert len(batched.to_frame()) == 4 * (4 + 3 + len(FRACTIONS) + 4)
+
+
+@pytest.mark.gpu
+def test_pipeline_on_gpu_matches_cpu(run):
+    res, xtr, ytr, xte, yte, idx, _ = run
+    gpu = jax.devices("gpu")[0]
+    with jax.default_device(gpu):
+        g = gp.paper_pipeline(jax.random.key(0), xtr, ytr, xte, yte, idx, fractions=FRACTIONS,
+                              **KW)
+    np.testing.assert_allclose(np.asarray(g.probe.weights), np.asarray(res.probe.weights),
+                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(np.asarray(g.order)[:10], np.asarray(res.order)[:10])
