@@ -320,6 +320,7 @@ def train(
     eval_batch_size: int = 256,
     progress: bool = True,
     max_steps_per_epoch: int | None = None,
+    time_budget_s: float | None = None,
 ) -> TrainResult:
     """Train a zoo model with optax, checkpointing every epoch (epoch 0 = initial weights).
 
@@ -346,6 +347,8 @@ def train(
         eval_batch_size: validation batch size.
         progress: show progress bars.
         max_steps_per_epoch: cap on steps per epoch (quick runs).
+        time_budget_s: stop after the first epoch that ends past this many seconds of this call
+            (the run stays resumable: call again to continue).
 
     Returns:
         :class:`TrainResult`.
@@ -468,7 +471,10 @@ def train(
         finish_epoch(0, {}, 0.0)
         start = 1
     N = len(train_data)
+    t_call = time.perf_counter()
     for epoch in range(start, int(epochs) + 1):
+        if time_budget_s is not None and time.perf_counter() - t_call > time_budget_s:
+            break
         t0 = time.perf_counter()
         k_ep = jax.random.fold_in(k_run, epoch)
         perm = np.asarray(jax.random.permutation(k_ep, N))
