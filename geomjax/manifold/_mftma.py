@@ -317,6 +317,10 @@ def reduce_manifolds(X, mask, xbar, V, reduction: str = "gram", manifold_batch: 
             Gm = Gm / (cn * cn)
             lam, W = jnp.linalg.eigh((Gm + Gm.T) / 2)
             lam, W = lam[::-1][:D], W[:, ::-1][:, :D]
+            # Canonical eigenvector signs (largest-magnitude entry positive), so permuting the
+            # points permutes the rows of S and nothing else.
+            big = jnp.take_along_axis(W, jnp.argmax(jnp.abs(W), axis=0)[None], axis=0)
+            W = W * jnp.where(big < 0, -1, 1).astype(W.dtype)
             # Eigenvalues at round-off level are exact zeros (centring removes one direction);
             # their square roots (~sqrt(eps)) would add a spurious thin direction.
             lam = jnp.where(lam > 64 * M * jnp.finfo(x.dtype).eps * lam[0], lam, 0)
@@ -335,20 +339,48 @@ def _default_manifold_batch(P: int) -> int:
 @functools.partial(
     jax.jit, static_argnames=("n_t", "forms", "chunk_size", "solver_items", "manifold_batch"))
 def _anchors_all(key, sD1, mask, dims, kappa, n_t, forms, chunk_size, solver_items,
-                 manifold_batch):
+                 manifold_batch, t_given=None):
     P, M, D1 = sD1.shape
     keys = jax.random.split(key, P)
+    if t_given is None:
+        t_given = jnp.zeros((P, 0, D1), sD1.dtype)
 
-    def one(k, S, pm, d):
-        # One key per sample: the draw does not depend on chunking or batching.
-        t = jax.vmap(lambda kk: jax.random.normal(kk, (D1,), S.dtype))(jax.random.split(k, n_t))
+    def one(k, S, pm, d, tg):
+        if tg.shape[0]:
+            t = tg
+        else:
+            # One key per sample: the draw does not depend on chunking or batching.
+            t = jax.vmap(lambda kk: jax.random.normal(kk, (D1,), S.dtype))(
+                jax.random.split(k, n_t))
         cm = (jnp.arange(D1) < d) | (jnp.arange(D1) == D1 - 1)
         return _anchor_geometry_core(S, t, kappa, pm, cm, d.astype(S.dtype), forms, chunk_size,
                                      solver_items)
 
     if manifold_batch >= P:
-        return jax.vmap(one)(keys, sD1, mask, dims)
-    return lax.map(lambda a: one(*a), (keys, sD1, mask, dims), batch_size=manifold_batch)
+        return jax.vmap(one)(keys, sD1, mask, dims, t_given)
+    return lax.map(lambda a: one(*a), (keys, sD1, mask, dims, t_given),
+                   batch_size=manifold_batch)
+
+
+def _pad_t(t, dims, D1, dtype):
+    """Per-manifold samples ``(n_t, D_mu + 1)`` into ``(P, n_t, D1)``: first ``D_mu`` coordinates
+    in front, the centre coordinate last, zeros between."""
+    P = len(dims)
+    ts = [np.asarray(as_array(x, f"t[{i}]"), dtype) for i, x in enumerate(t)] if isinstance(
+        t, (list, tuple)) else list(np.asarray(as_array(t, "t"), dtype))
+    if len(ts) != P:
+        raise ValueError(f"`t` must hold one sample array per manifold (P={P}); got {len(ts)}.")
+    n_t = ts[0].shape[0] if ts and ts[0].ndim == 2 else 0
+    out = np.zeros((P, n_t, D1), dtype)
+    for i, (x, d) in enumerate(zip(ts, dims)):
+        if x.ndim != 2 or x.shape != (n_t, int(d) + 1) or n_t < 1:
+            raise ValueError(
+                f"`t[{i}]` must be (n_t, D+1) = ({n_t}, {int(d) + 1}) with n_t >= 1; got "
+                f"{tuple(x.shape)}.")
+        check_finite(x, f"t[{i}]")
+        out[i, :, :d] = x[:, :d]
+        out[i, :, -1] = x[:, -1]
+    return jnp.asarray(out)
 
 
 @pytree_dataclass(meta=("K", "n_t", "forms", "n_unconverged", "center_converged"))
@@ -445,6 +477,7 @@ def mftma(
     max_steps: int = 10_000,
     check_every: int = 10,
     stiefel_steps: int = 1000,
+    t=None,
     strict: bool = False,
     dtype=None,
 ) -> MFTMAResult:
@@ -481,6 +514,9 @@ def mftma(
             (each manifold's solver loop stops on its own) and all of them on accelerators.
         rtol, atol, max_steps, check_every: anchor NNLS settings.
         stiefel_steps: Stiefel iteration budget.
+        t: optional Gaussian samples instead of drawing them: a list of P arrays
+            ``(n_t, D_mu + 1)`` with ``D_mu = min(M_mu, N)`` (last column the centre direction),
+            or one ``(P, n_t, D + 1)`` array; ``n_t`` is then taken from it.
         strict: raise if any anchor problem did not converge.
         dtype: computation dtype (default: the input's floating dtype).
 
@@ -534,8 +570,13 @@ def mftma(
     rho_res = _mean_abs_cos(ct)
     dims = jnp.asarray(np.minimum(Ms, N))
     items = _solver_items(rtol, atol, max_steps, check_every, dtype)
+    t_pad = None
+    if t is not None:
+        t_pad = _pad_t(t, np.minimum(Ms, N), sD1.shape[2], dtype)
+        n_t = t_pad.shape[1]
     cap, inv, rad, dm, _, _, sol = _anchors_all(
-        k_t, sD1, mask_j, dims, jnp.asarray(kappa, dtype), int(n_t), forms, chunk_size, items, mb)
+        k_t, sD1, mask_j, dims, jnp.asarray(kappa, dtype), int(n_t), forms, chunk_size, items, mb,
+        t_pad)
     if strict:
         Solution(sol.value, sol.converged, sol.num_steps, sol.residual,
                  SolverSettings(items[0][1], items[1][1], items[2][1], "fista+polish")

@@ -102,7 +102,7 @@ def _stiefel_core(cost, V0, args, gtol, ftol, max_steps, max_backtracks, ns_iter
         tau_new = jnp.where(jnp.isfinite(bb) & (bb > 0), jnp.clip(bb, 1e-10, 1e10), t)
         tau_new = jnp.where(accept, tau_new, t * 0.2).astype(dt)
         rel = jnp.abs(f - fy) / (1 + jnp.abs(f))
-        stall = jnp.where(rel < ftol, stall + 1, 0)
+        stall = jnp.where(rel <= ftol, stall + 1, 0)
         gn = jnp.linalg.norm(_rgrad(Y, Gy))
         return Y, fy, Gy, tau_new, k + 1, gn, stall
 
@@ -131,9 +131,9 @@ def stiefel_minimize(
         *args: extra array arguments of ``cost``.
         gtol: stop when the Riemannian gradient norm ``||G - V sym(V^T G)||_F <= gtol``
             (default 1e-6 in float64, 1e-3 in float32).
-        ftol: stop after 5 consecutive steps with relative cost change below ``ftol``
-            (default 1e-14 in float64, 1e-7 in float32); such a stop counts as converged only if
-            the gradient test also passes.
+        ftol: stop after 5 consecutive steps with relative cost change ``<= ftol`` (default 0:
+            only when no step decreases the cost any more, i.e. at the round-off floor); such a
+            stop counts as converged only if the gradient test also passes.
         max_steps: iteration budget.
         max_backtracks: Armijo backtracking steps per iteration.
         strict: raise if unconverged (eager calls only).
@@ -150,7 +150,7 @@ def stiefel_minimize(
     dt = V0.dtype
     f64 = jnp.finfo(dt).bits >= 64
     gtol = (1e-6 if f64 else 1e-3) if gtol is None else gtol
-    ftol = (1e-14 if f64 else 1e-7) if ftol is None else ftol
+    ftol = 0.0 if ftol is None else ftol
     V, f, k, gn = _stiefel_core(cost, V0, tuple(args), jnp.asarray(gtol, dt),
                                 jnp.asarray(ftol, dt), int(max_steps), int(max_backtracks),
                                 12 if f64 else 8)
