@@ -23,7 +23,8 @@ Definitions (each a named, documented variant; libraries disagree by several hun
   ``side`` says whose neurons weight. google/svcca ``compute_pwcca`` differs: it builds its
   "directions" from the unwhitened rotation ``u^T (X - mu) + mu``, weights with the uncentred
   activations, and picks the side with fewer neurons (0.7897 vs 0.7397 here; swapping arguments
-  raises there). anatome gives 0.6347; kisungyou/repsim averages both sides.
+  raises there): ``pwcca(..., variant="svcca_repo")`` reproduces it. anatome gives 0.6347;
+  kisungyou/repsim averages both sides.
 """
 
 from __future__ import annotations
@@ -208,19 +209,36 @@ def svcca(
     return _cca_core(xa, ya, eps, rx, ry, thr, True)[0]
 
 
-@partial(jax.jit, static_argnames=("side", "use_threshold"))
-def _pwcca_core(x, y, epsilon, rtol_x, rtol_y, threshold, side: str, use_threshold: bool):
+@partial(jax.jit, static_argnames=("side", "use_threshold", "variant"))
+def _pwcca_core(
+    x, y, epsilon, rtol_x, rtol_y, threshold, side: str, use_threshold: bool, variant: str
+):
     res, (w, zt, fx, sx, vtx, fy, sy, vty, valid) = _cca_core(
         x, y, epsilon, rtol_x, rtol_y, threshold, use_threshold
     )
     if side == "x":
-        coef, f, s, vt = w, fx, sx, vtx  # h = U_x diag(f) w_i
+        coef, f, s, vt, a = w, fx, sx, vtx, x  # h = U_x diag(f) w_i
     else:
-        coef, f, s, vt = zt.T, fy, sy, vty
-    # <h_i, x_c,j> = (w_i^T diag(f) U^T X_c)_j = (w_i^T diag(f s) V^T)_j; h_i normalised.
-    proj = mm(coef.T * (f * s)[None, :], vt)  # (K, D)
-    hnorm = jnp.sqrt(jnp.sum((coef * f[:, None]) ** 2, axis=0))
-    alpha = jnp.sum(jnp.abs(proj), axis=1) / jnp.where(hnorm > 0, hnorm, 1)
+        coef, f, s, vt, a = zt.T, fy, sy, vty, y
+    if variant == "morcos":
+        # <h_i, x_c,j> = (w_i^T diag(f) U^T X_c)_j = (w_i^T diag(f s) V^T)_j; h_i normalised.
+        proj = mm(coef.T * (f * s)[None, :], vt)  # (K, D)
+        hnorm = jnp.sqrt(jnp.sum((coef * f[:, None]) ** 2, axis=0))
+        alpha = jnp.sum(jnp.abs(proj), axis=1) / jnp.where(hnorm > 0, hnorm, 1)
+    else:
+        # google/svcca compute_pwcca: "directions" R^T (A - mu) + mu with R the singular
+        # vectors of the whitened cross-covariance arr = V_x (U_x^T U_y) V_y^T, orthonormalised
+        # by QR, and weights from the uncentred activations. Adding mu after the rotation makes
+        # the value depend on the SVD's sign convention, so R comes from an SVD of that same
+        # D_x x D_y matrix (LAPACK gesdd on CPU, as in NumPy).
+        uxf = vtx.T * fx[None, :]
+        uyf = vty.T * fy[None, :]
+        arr = mm(mm(uxf, mm(w * res.rho[None, :], zt)), uyf.T)
+        u_full, _, vh_full = jnp.linalg.svd(arr, full_matrices=True)
+        rot = u_full if side == "x" else vh_full.T
+        dirns_t = mm(center(a), rot) + jnp.mean(a, axis=0)[None, :]
+        p, _ = jnp.linalg.qr(dirns_t)
+        alpha = jnp.sum(jnp.abs(mm(p.T, a)), axis=1)[: res.rho.shape[0]]
     alpha = jnp.where(valid, alpha, 0)
     alpha = alpha / jnp.sum(alpha)
     return PWCCAResult(
@@ -236,7 +254,8 @@ def pwcca(
     x,
     y,
     *,
-    side: str = "x",
+    side: str | None = None,
+    variant: str = "morcos",
     epsilon: float = 0.0,
     threshold: float | None = None,
     rtol: float | None = None,
@@ -249,22 +268,48 @@ def pwcca(
     ``[min rho, max rho]``; PWCCA(X, X) = 1. Not symmetric, and not invariant to orthogonal maps
     of the weighting side (only to permutations and sign flips of its neurons).
 
+    ``variant="svcca_repo"`` reproduces google/svcca ``pwcca.compute_pwcca`` instead: its
+    directions are ``u^T (A - mu) + mu`` (the whitened-space rotation applied to unwhitened
+    activations), orthonormalised by QR, weighted by the *uncentred* activations, on the side
+    with fewer neurons (X on ties). google/svcca raises IndexError when that is Y (its Y branch
+    indexes the first input); here the Y branch is computed as intended. It needs full column
+    rank on the weighting side and ``epsilon=0`` (its neuron pruning changes the widths).
+    Because the mean is added after the rotation, that value depends on the sign convention of
+    the SVD (it is not a function of the data alone); on CPU both use LAPACK ``gesdd``.
+
     Args:
         x: ``(N, Dx)``; y: ``(N, Dy)``.
-        side: ``"x"`` or ``"y"``: whose neurons define the weights.
+        side: ``"x"`` or ``"y"``: whose neurons define the weights (default ``"x"``; for
+            ``variant="svcca_repo"`` the side with fewer neurons, and another side is an error).
+        variant: ``"morcos"`` (the paper's definition) or ``"svcca_repo"``.
         epsilon: ridge as in :func:`cca`.
         threshold: optional SVD variance truncation before CCA (as in :func:`svcca`).
 
     Returns:
         :class:`PWCCAResult`.
     """
+    check_choice(variant, "variant", ("morcos", "svcca_repo"))
+    xa, ya, eps, rx, ry = _prep_cca(x, y, epsilon, rtol)
+    if variant == "svcca_repo":
+        auto = "x" if xa.shape[1] <= ya.shape[1] else "y"
+        if side is not None and side != auto:
+            raise ValueError(
+                f"`side`={side!r} with variant='svcca_repo': google/svcca weights the side with "
+                f"fewer neurons, here {auto!r}; use variant='morcos' to choose the side."
+            )
+        if eps != 0 or threshold is not None:
+            raise ValueError(
+                "variant='svcca_repo' reproduces compute_pwcca(epsilon=0) without truncation; "
+                "use variant='morcos' with `epsilon`/`threshold`."
+            )
+        side = auto
+    side = "x" if side is None else side
     check_choice(side, "side", ("x", "y"))
     use = threshold is not None
     thr = float(threshold) if use else 1.0
     if use and not 0 < thr <= 1:
         raise ValueError(f"`threshold` must be in (0, 1]; got {threshold!r}.")
-    xa, ya, eps, rx, ry = _prep_cca(x, y, epsilon, rtol)
-    return _pwcca_core(xa, ya, eps, rx, ry, thr, side, use)
+    return _pwcca_core(xa, ya, eps, rx, ry, thr, side, use, variant)
 
 
 def truncated_mean(rho, threshold: float = 0.98) -> float:

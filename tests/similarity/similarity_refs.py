@@ -150,3 +150,29 @@ def pwcca_morcos(x, y, side="x"):
     alpha = np.abs(h.T @ a).sum(1)
     alpha /= alpha.sum()
     return float(alpha @ s)
+
+
+def pwcca_svcca_repo(acts1, acts2):
+    """google/svcca ``compute_pwcca(acts1, acts2, epsilon=0)``; acts are (neurons, datapoints).
+
+    When acts2 has fewer neurons google/svcca's branch indexes acts1 and raises; this takes the
+    intended branch (its own right singular vectors and acts2)."""
+    numx = acts1.shape[0]
+    cov = np.cov(acts1, acts2)
+    sxx, sxy, syy = cov[:numx, :numx], cov[:numx, numx:], cov[numx:, numx:]
+    xmax, ymax = np.max(np.abs(sxx)), np.max(np.abs(syy))
+    sxx, syy, sxy = sxx / xmax, syy / ymax, sxy / np.sqrt(xmax * ymax)
+
+    def invsqrt(a):
+        w, v = np.linalg.eigh(np.linalg.pinv(a))
+        return v @ np.diag(np.sqrt(np.maximum(w, 0))) @ v.T
+
+    u, s, v = np.linalg.svd(invsqrt(sxx) @ sxy @ invsqrt(syy))
+    s = np.abs(s)
+    coef, acts = (u.T, acts1) if numx <= acts2.shape[0] else (v, acts2)
+    means = np.mean(acts, axis=1, keepdims=True)
+    dirns = coef @ (acts - means) + means
+    p, _ = np.linalg.qr(dirns.T)
+    weights = np.sum(np.abs(p.T @ acts.T), axis=1)
+    weights = weights / np.sum(weights)
+    return float(np.sum(weights * s))

@@ -81,6 +81,20 @@ def test_pwcca_matches_morcos_definition(side):
     assert rho.min() - 1e-12 <= float(r.value) <= r_valid.max() + 1e-12
 
 
+def test_pwcca_svcca_repo_variant_matches_google_code():
+    x, y = _pair(10, (150, 6, 9))
+    x = x + 3.0  # the variant weights with uncentred activations: offsets matter there
+    got = sim.pwcca(x, y, variant="svcca_repo")
+    assert got.side == "x"
+    assert float(got.value) == pytest.approx(ref.pwcca_svcca_repo(x.T, y.T), abs=1e-9)
+    assert float(got.value) != pytest.approx(float(sim.pwcca(x, y).value), abs=1e-4)
+    other = sim.pwcca(y, x, variant="svcca_repo")  # google raises here; the intended branch
+    assert other.side == "y"
+    assert float(other.value) == pytest.approx(ref.pwcca_svcca_repo(y.T, x.T), abs=1e-9)
+    with pytest.raises(ValueError, match="fewer neurons"):
+        sim.pwcca(x, y, variant="svcca_repo", side="y")
+
+
 def test_pwcca_asymmetric_and_identity():
     x, y = _pair(5, (120, 7, 11))
     assert float(sim.pwcca(x, y).value) != pytest.approx(float(sim.pwcca(y, x).value), abs=1e-4)
