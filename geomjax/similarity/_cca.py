@@ -231,9 +231,9 @@ def _pwcca_core(
         # by QR, and weights from the uncentred activations. Adding mu after the rotation makes
         # the value depend on the SVD's sign convention, so R comes from an SVD of that same
         # D_x x D_y matrix (LAPACK gesdd on CPU, as in NumPy).
-        uxf = vtx.T * fx[None, :]
-        uyf = vty.T * fy[None, :]
-        arr = mm(mm(uxf, mm(w * res.rho[None, :], zt)), uyf.T)
+        vxf = vtx.T * fx[None, :]
+        vyf = vty.T * fy[None, :]
+        arr = mm(mm(vxf, mm(w * res.rho[None, :], zt)), vyf.T)
         u_full, _, vh_full = jnp.linalg.svd(arr, full_matrices=True)
         rot = u_full if side == "x" else vh_full.T
         dirns_t = mm(center(a), rot) + jnp.mean(a, axis=0)[None, :]

@@ -1,7 +1,8 @@
 """HSIC and CKA between two representations (linear and RBF kernels; biased and unbiased).
 
 References:
-    Gretton et al. 2005, "Measuring statistical dependence with Hilbert-Schmidt norms" (biased HSIC).
+    Gretton et al. 2005, "Measuring statistical dependence with Hilbert-Schmidt norms"
+    (biased HSIC).
     Song et al. 2012, "Feature selection via dependence maximization" (unbiased HSIC).
     Kornblith et al. 2019, "Similarity of neural network representations revisited", eqs. 3-5
     (CKA; feature-space linear CKA; RBF bandwidth as a fraction of the median distance).
@@ -94,7 +95,9 @@ def _rbf_sigmas(sigma):
         return None, None
     if isinstance(sigma, (tuple, list)):
         if len(sigma) != 2:
-            raise ValueError(f"`sigma` must be a number or a pair (sigma_x, sigma_y); got {sigma!r}.")
+            raise ValueError(
+                f"`sigma` must be a number or a pair (sigma_x, sigma_y); got {sigma!r}."
+            )
         sx, sy = sigma
     else:
         sx = sy = sigma

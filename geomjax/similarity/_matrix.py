@@ -22,7 +22,7 @@ CCA); ``match_width="interpolate"`` instead interpolates narrower layers as the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -122,9 +122,12 @@ def _prepare(xs, ys, min_samples):
     allr = xl + yl
     dt = result_dtype(*allr)
     names_all = [f"xs[{i}]" for i in range(len(xl))] + [f"ys[{i}]" for i in range(len(yl))]
-    reps = [prep_one(a, nm, min_samples=min_samples, dtype=dt) for a, nm in zip(allr, names_all)]
+    reps = [
+        prep_one(a, nm, min_samples=min_samples, dtype=dt)
+        for a, nm in zip(allr, names_all, strict=True)
+    ]
     n = reps[0].shape[0]
-    for nm, r in zip(names_all, reps):
+    for nm, r in zip(names_all, reps, strict=True):
         if r.shape[0] != n:
             raise ValueError(
                 f"sample counts differ: `{names_all[0]}` has {n} rows but `{nm}` has "
@@ -295,7 +298,7 @@ def cka_matrix(
                 _linear_feature_pairs(z, ii, jj, int(pair_chunk), bool(debiased), n), np.float64
             )
             full = np.full((r_total, r_total), np.nan)
-            for (i, j), v in zip(pairs, vals):
+            for (i, j), v in zip(pairs, vals, strict=True):
                 full[i, j] = full[j, i] = v
         cka_all = _normalise(full)
     else:
@@ -395,10 +398,10 @@ def similarity_matrix(
         xn, xl = _as_list(xs, "xs")
         lists = [xl] + ([] if ys is None else [_as_list(ys, "ys")[1]])
         width = max(a.shape[1] for lst in lists for a in lst if a.ndim == 2)
-        xs = dict(zip(xn, [interpolate_features(a, width) for a in xl]))
+        xs = dict(zip(xn, [interpolate_features(a, width) for a in xl], strict=True))
         if ys is not None:
             yn, yl = _as_list(ys, "ys")
-            ys = dict(zip(yn, [interpolate_features(a, width) for a in yl]))
+            ys = dict(zip(yn, [interpolate_features(a, width) for a in yl], strict=True))
     if measure in ("cka", "debiased_cka", "rbf_cka"):
         res = cka_matrix(
             xs,
@@ -435,7 +438,7 @@ def similarity_matrix(
     vals = np.asarray(mean_sq if measure == "cca_sq" else mean, np.float64)
     out = np.full((n_x, len(yn)), np.nan)
     off = 0 if symmetric else n_x
-    for (i, j), v in zip(pairs, vals):
+    for (i, j), v in zip(pairs, vals, strict=True):
         out[i, j - off] = v
         if symmetric and measure != "pwcca":
             out[j, i] = v

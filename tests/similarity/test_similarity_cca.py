@@ -167,7 +167,8 @@ def test_cca_vmap_equals_loop_and_jit():
     xs = np.stack([_pair(s, SHAPES[0])[0] for s in range(3)])
     ys = np.stack([_pair(s, SHAPES[0])[1] for s in range(3)])
     vm = jax.vmap(lambda a, b: sim.cca(a, b).mean)(xs, ys)
-    np.testing.assert_allclose(vm, [float(sim.cca(a, b).mean) for a, b in zip(xs, ys)], atol=1e-12)
+    loop = [float(sim.cca(a, b).mean) for a, b in zip(xs, ys, strict=True)]
+    np.testing.assert_allclose(vm, loop, atol=1e-12)
     jt = jax.jit(lambda a, b: sim.pwcca(a, b).value)(xs[0], ys[0])
     assert float(jt) == pytest.approx(float(sim.pwcca(xs[0], ys[0]).value), abs=1e-12)
 

@@ -198,13 +198,14 @@ def test_rbf_limits():
 def test_eager_equals_jit_and_vmap_equals_loop():
     xs = np.stack([_pair(s, SHAPES[0])[0] for s in range(3)])
     ys = np.stack([_pair(s, SHAPES[0])[1] for s in range(3)])
-    loop = np.array([float(sim.cka(a, b, debiased=True)) for a, b in zip(xs, ys)])
+    loop = np.array([float(sim.cka(a, b, debiased=True)) for a, b in zip(xs, ys, strict=True)])
     jitted = jax.jit(lambda a, b: sim.cka(a, b, debiased=True))
     assert float(jitted(xs[0], ys[0])) == pytest.approx(loop[0], abs=1e-13)
     vm = np.asarray(jax.vmap(lambda a, b: sim.cka(a, b, debiased=True))(xs, ys))
     np.testing.assert_allclose(vm, loop, atol=1e-13)
     vr = np.asarray(jax.vmap(lambda a, b: sim.rbf_cka(a, b))(xs, ys))
-    np.testing.assert_allclose(vr, [float(sim.rbf_cka(a, b)) for a, b in zip(xs, ys)], atol=1e-12)
+    loop_r = [float(sim.rbf_cka(a, b)) for a, b in zip(xs, ys, strict=True)]
+    np.testing.assert_allclose(vr, loop_r, atol=1e-12)
 
 
 def test_float32_follows_dtype_and_is_accurate_with_offsets():
