@@ -8,6 +8,7 @@ from geomjax.manifold._dimension import (
     random_projection,
 )
 from geomjax.manifold._center import center_correlation, fit_center_subspace, max_rank_budget
+from geomjax.manifold._empirical import EmpiricalCapacity, empirical_capacity
 from geomjax.manifold._mftma import (
     AnchorGeometry,
     MFTMAResult,
@@ -29,4 +30,6 @@ __all__ = [
     "explained_variance_dimension",
     "random_projection",
     "pooled_points",
+    "empirical_capacity",
+    "EmpiricalCapacity",
 ]

@@ -167,14 +167,15 @@ def nested_projection(key, n_features: int, n_columns: int, block: int, dtype) -
 @partial(
     jax.jit,
     static_argnames=("n_manifolds", "n_max", "n_cols", "block", "max_steps", "rtol", "ridge",
-                     "chunk_size"),
+                     "chunk_size", "warm_start"),
 )
 def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, block, max_steps,
-                    rtol, ridge, chunk_size):
+                    rtol, ridge, chunk_size, warm_start=True):
     """Per-dichotomy critical sizes ``n*_d`` by certified bisection on nested projections."""
     dt = X.dtype
     K, N = X.shape
     num_steps = bisection_steps(n_max)
+    n_update = max(16, (n_cols + 1) // 2) if chunk_size == 1 else 0
     cols = jnp.arange(n_cols)
 
     def one(key):
@@ -185,17 +186,27 @@ def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, bloc
         mask = jnp.ones((K,), bool)
         w0 = jnp.zeros((n_cols + 1,), dt)
 
-        def check(n):
+        def check(n, w_start):
             keep = (cols < n).astype(dt)
             cert, steps, res = _separability_impl(
-                Y * keep, y, mask, w0, max_steps=max_steps, rtol=rtol, ridge=ridge
+                Y * keep, y, mask, w_start, max_steps=max_steps, rtol=rtol, ridge=ridge,
+                n_update=n_update,
             )
-            return cert.separable, (cert.decided, steps, jnp.where(cert.separable, 0.0, res))
+            # Warm start: the last non-separable iterate (fewer features) stays valid for any
+            # larger n with zero-padded weights, and is close to the next minimiser.
+            w_fin = jnp.concatenate([cert.w, cert.b[None]])
+            w_next = jnp.where(cert.separable, w_start, w_fin * jnp.append(keep, 1.0))
+            aux = (cert.decided, steps, jnp.where(cert.separable, 0.0, res))
+            return cert.separable, aux, w_next
 
-        sep_top, aux_top = check(jnp.int32(n_max))
+        sep_top, aux_top, _ = check(jnp.int32(n_max), w0)
         # Censored dichotomies close their bracket at once; their later checks are ignored.
         lo0 = jnp.where(sep_top, 0, n_max)
-        bis = integer_bisection(check, lo0, jnp.int32(n_max), num_steps)
+        w_init = w0 if warm_start else None
+        bis = integer_bisection(
+            check if warm_start else (lambda n: check(n, w0)[:2]), lo0, jnp.int32(n_max),
+            num_steps, init_state=w_init,
+        )
         n_star = jnp.where(sep_top, bis.hi, n_max + 1)
         live = bis.tested_n >= 0
         dec, steps, res = bis.aux
@@ -211,8 +222,10 @@ def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, bloc
             ),
         )
 
-    if chunk_size is None or chunk_size >= keys.shape[0]:
+    if chunk_size >= keys.shape[0]:
         return jax.vmap(one)(keys)
+    if chunk_size == 1:
+        return lax.map(one, keys)  # unbatched: the solver's lax.cond branches really branch
     return lax.map(one, keys, batch_size=chunk_size)
 
 
@@ -241,6 +254,7 @@ def empirical_capacity(
     max_steps: int = 100,
     rtol: float | None = None,
     chunk_size: int | None = None,
+    warm_start: bool = True,
     strict: bool = False,
     dtype=None,
 ) -> EmpiricalCapacity:
@@ -265,7 +279,10 @@ def empirical_capacity(
         confidence: level of the confidence intervals.
         block: projection columns are drawn and the bracket rounded in blocks of this many.
         max_steps, rtol: separability solver settings (:func:`geomjax.solvers.separability`).
-        chunk_size: dichotomies solved at once (``lax.map`` batch size); default all.
+        chunk_size: dichotomies solved at once (``lax.map`` batch size). Default: all at once
+            (``vmap``) on accelerators; one at a time on CPU, where a batched while-loop would
+            run every problem to the slowest one's step count. Results do not depend on it.
+        warm_start: start each bisection check from the last non-separable solution.
         strict: raise :class:`~geomjax._types.NotConvergedError` if any check was undecided.
         dtype: computation dtype (default: the input's floating dtype).
 
@@ -314,6 +331,9 @@ def empirical_capacity(
     rtol_ = float(eps**0.5) if rtol is None else float(rtol)
     ridge = 1e4 * eps
     l_rank, u_rank = _median_ci_ranks(n_dichotomies, confidence)
+    if chunk_size is None:
+        on_cpu = jax.devices()[0].platform == "cpu"
+        chunk_size = 1 if on_cpu else n_dichotomies
 
     if n_max is not None:
         hi, auto = int(n_max), False
@@ -324,7 +344,8 @@ def empirical_capacity(
         n_cols = int(math.ceil(hi / block)) * block
         out = _critical_sizes(
             keys, X, manifold_index, n_manifolds=P, n_max=hi, n_cols=n_cols, block=int(block),
-            max_steps=int(max_steps), rtol=rtol_, ridge=ridge, chunk_size=chunk_size,
+            max_steps=int(max_steps), rtol=rtol_, ridge=ridge, chunk_size=int(chunk_size),
+            warm_start=bool(warm_start),
         )
         out = jax.tree_util.tree_map(np.asarray, out)
         n_star = out["n_star"]

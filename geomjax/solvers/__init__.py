@@ -6,6 +6,8 @@ settings) and is ``jax.vmap``-able over problems.
 
 from geomjax.solvers._nnls import default_rtol, kkt_residual, nnls, nnls_gram
 from geomjax.solvers._stiefel import random_stiefel, stiefel_minimize
+from geomjax.solvers._separability import SeparabilityCertificate, separability
+from geomjax.solvers._bisection import BisectionResult, bisection_steps, integer_bisection
 
 __all__ = [
     "nnls",
@@ -14,4 +16,9 @@ __all__ = [
     "default_rtol",
     "stiefel_minimize",
     "random_stiefel",
+    "separability",
+    "SeparabilityCertificate",
+    "integer_bisection",
+    "bisection_steps",
+    "BisectionResult",
 ]

@@ -58,10 +58,11 @@ def bisection_steps(width: int) -> int:
 
 
 def integer_bisection(
-    predicate: Callable[[jax.Array], tuple[jax.Array, Any]],
+    predicate: Callable[..., tuple],
     lo,
     hi,
     num_steps: int,
+    init_state: Any = None,
 ) -> BisectionResult:
     """Threshold of a monotone integer predicate by a fixed-length ``lax.scan`` bisection.
 
@@ -71,9 +72,12 @@ def integer_bisection(
 
     Args:
         predicate: ``n -> (verdict, aux)`` with ``n`` an int32 scalar; ``verdict`` a bool
-            scalar and ``aux`` any pytree of arrays with fixed shapes (diagnostics).
+            scalar and ``aux`` any pytree of arrays with fixed shapes (diagnostics). With
+            ``init_state`` it is ``(n, state) -> (verdict, aux, state)`` instead, and the state
+            (e.g. a warm start) is threaded through the steps.
         lo, hi: int scalars (may be traced), ``lo < hi``.
         num_steps: static step count; use :func:`bisection_steps` of the widest bracket.
+        init_state: optional pytree carried from step to step (see ``predicate``).
 
     Returns:
         :class:`BisectionResult`.
@@ -83,17 +87,28 @@ def integer_bisection(
     lo = jnp.asarray(lo, jnp.int32)
     hi = jnp.asarray(hi, jnp.int32)
 
+    stateful = init_state is not None
+
     def step(carry, _):
-        lo, hi = carry
+        lo, hi, state = carry
         open_ = hi - lo > 1
         mid = jnp.where(open_, (lo + hi) // 2, hi)
-        verdict, aux = predicate(mid)
+        if stateful:
+            verdict, aux, new_state = predicate(mid, state)
+            # A closed bracket's verdicts are ignored, and so is its state.
+            state = jax.tree_util.tree_map(
+                lambda a, b: jnp.where(open_, a, b), new_state, state
+            )
+        else:
+            verdict, aux = predicate(mid)
         verdict = jnp.asarray(verdict, bool)
         new_hi = jnp.where(open_ & verdict, mid, hi)
         new_lo = jnp.where(open_ & ~verdict, mid, lo)
-        return (new_lo, new_hi), (jnp.where(open_, mid, -1), verdict, aux)
+        return (new_lo, new_hi, state), (jnp.where(open_, mid, -1), verdict, aux)
 
-    (lo_f, hi_f), (tested, verdicts, aux) = lax.scan(step, (lo, hi), None, length=int(num_steps))
+    (lo_f, hi_f, _), (tested, verdicts, aux) = lax.scan(
+        step, (lo, hi, init_state), None, length=int(num_steps)
+    )
     return BisectionResult(
         lo=lo_f, hi=hi_f, closed=(hi_f - lo_f) <= 1, tested_n=tested, verdicts=verdicts, aux=aux
     )

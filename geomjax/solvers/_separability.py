@@ -69,6 +69,8 @@ class SeparabilityCertificate:
             certificate when not separable.
         gordan_residual: ``||sum_j lambda_j z_j|| / max_j ||z_j||``, an upper bound on the
             normalised margin any hyperplane can reach.
+        scale: the bias-coordinate scale ``s`` (RMS norm of the valid points); the solver works
+            with ``(w, b / s)`` and the points ``y_j (x_j, s)``.
     """
 
     separable: jax.Array
@@ -78,6 +80,7 @@ class SeparabilityCertificate:
     margin: jax.Array
     weights: jax.Array
     gordan_residual: jax.Array
+    scale: jax.Array
 
 
 def _exact_line_search(m, q, valid):
@@ -124,8 +127,11 @@ def _exact_line_search(m, q, valid):
     return jnp.where(jnp.isfinite(t), t, 0.0)
 
 
-@partial(jax.jit, static_argnames=("max_steps", "rtol", "ridge"))
-def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge):
+@partial(jax.jit, static_argnames=("max_steps", "rtol", "ridge", "n_update"))
+def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge, n_update=0):
+    """Core solver. ``n_update > 0`` updates the active-set Hessian by the outer products of at
+    most that many changed points (``lax.cond`` fallback to a full product): a saving when run
+    unbatched; under ``vmap`` both branches would run, so batched callers keep it 0."""
     dt = points.dtype
     eps = jnp.finfo(dt).eps
     K, n = points.shape
@@ -154,27 +160,49 @@ def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge):
         nonsep = (~sep) & (res <= rtol)
         return m, xi, g, sep, nonsep, res
 
+    eye = jnp.eye(n + 1, dtype=dt)
+
+    def hessian_full(a, H_prev, a_prev):
+        return jnp.matmul(Z.T, Z * a[:, None], precision=_HI)
+
+    def hessian_update(a, H_prev, a_prev):
+        # Later Newton steps change the active set by a few points only: add/remove their
+        # outer products instead of recomputing Z_A^T Z_A over all K points.
+        changed = a != a_prev
+        idx = jnp.nonzero(changed, size=n_update, fill_value=0)[0]
+        ok = jnp.arange(n_update) < jnp.sum(changed)
+        rows = Z[idx] * ok[:, None].astype(dt)
+        sgn = (a[idx] - a_prev[idx]).astype(dt)
+        return H_prev + jnp.matmul(rows.T, rows * sgn[:, None], precision=_HI)
+
     def cond(state):
-        w, k, done = state
-        return (~done) & (k < max_steps)
+        return (~state["done"]) & (state["k"] < max_steps)
 
     def body(state):
-        w, k, _ = state
-        m, xi, g, sep, nonsep, _ = assess(w)
+        w, m, g, xi = state["w"], state["m"], state["g"], state["xi"]
         a = (xi > 0).astype(dt)
-        H = jnp.matmul(Z.T, Z * a[:, None], precision=_HI)
-        scale = jnp.trace(H) / (n + 1)
-        H = H + (ridge * jnp.where(scale > 0, scale, 1.0) + jnp.finfo(dt).tiny) * jnp.eye(n + 1, dtype=dt)
+        if n_update:
+            small = jnp.sum(a != state["a"]) <= n_update
+            H0 = lax.cond(small, hessian_update, hessian_full, a, state["H"], state["a"])
+        else:
+            H0 = hessian_full(a, state["H"], state["a"])
+        scale = jnp.trace(H0) / (n + 1)
+        H = H0 + (ridge * jnp.where(scale > 0, scale, 1.0) + jnp.finfo(dt).tiny) * eye
         L = jnp.linalg.cholesky(H)
         d = -jax.scipy.linalg.cho_solve((L, True), g)
         d = jnp.where(jnp.all(jnp.isfinite(d)), d, -g)
         q = jnp.matmul(Z, d, precision=_HI)
         t = _exact_line_search(m, q, mask)
-        done = sep | nonsep
-        w_new = jnp.where(done, w, w + t * d)
-        return w_new, k + jnp.where(done, 0, 1), done
+        w_new = w + t * d
+        m, xi, g, sep, nonsep, res = assess(w_new)
+        return dict(w=w_new, m=m, g=g, xi=xi, k=state["k"] + 1, done=sep | nonsep, H=H0, a=a)
 
-    w_fin, steps, _ = lax.while_loop(cond, body, (w0.astype(dt), jnp.int32(0), jnp.bool_(False)))
+    w_init = jnp.concatenate([w0[:n], w0[n:] / s]).astype(dt)
+    m, xi, g, sep, nonsep, res = assess(w_init)
+    init = dict(w=w_init, m=m, g=g, xi=xi, k=jnp.int32(0), done=sep | nonsep,
+                H=jnp.zeros((n + 1, n + 1), dt), a=jnp.zeros((K,), dt))
+    state = lax.while_loop(cond, body, init)
+    w_fin, steps = state["w"], state["k"]
     m, xi, g, sep, nonsep, res = assess(w_fin)
     sxi = jnp.sum(xi)
     lam = jnp.where(sxi > 0, xi / jnp.where(sxi > 0, sxi, 1.0), 0.0)
@@ -188,6 +216,7 @@ def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge):
         margin=margin,
         weights=lam,
         gordan_residual=jnp.where(sep, jnp.zeros((), dt), res),
+        scale=s,
     )
     return cert, steps, jnp.where(sep, jnp.zeros((), dt), res)
 
@@ -211,8 +240,8 @@ def separability(
         points: ``(K, n)`` float array, rows are points.
         labels: ``(K,)`` labels; ``> 0`` is class +1, anything else class -1.
         mask: optional ``(K,)`` bool, False rows are padding and ignored.
-        w0: optional ``(n + 1,)`` warm start in the solver's internal scaling (the ``w`` of a
-            previous certificate concatenated with ``b / s`` is *not* required: zeros is fine).
+        w0: optional ``(n + 1,)`` warm start ``(w, b)``, e.g. a previous certificate's
+            ``concatenate([w, [b]])``; default zeros.
         rtol: Gordan-certificate tolerance on ``||sum lambda_j z_j|| / max ||z_j||``; default
             ``sqrt(eps)`` of the dtype (1.5e-8 in float64, 3.5e-4 in float32).
         max_steps: Newton step budget; problems not decided within it are flagged undecided.
