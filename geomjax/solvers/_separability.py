@@ -83,47 +83,40 @@ class SeparabilityCertificate:
     scale: jax.Array
 
 
-def _exact_line_search(m, q, valid):
+def _exact_line_search(m, q, valid, n_expand: int = 30, n_bisect: int = 60):
     """Minimiser ``t >= 0`` of ``phi(t) = 1/2 sum_j max(0, 1 - m_j - t q_j)^2``.
 
-    ``phi'`` is non-decreasing and piecewise linear with breakpoints ``tau_j = (1 - m_j) / q_j``;
-    sorting them and accumulating the active sums gives ``phi'`` on every piece, and the root lies
-    on the first piece whose linear form crosses zero. ``q`` must be a descent direction.
+    ``phi'(t) = -sum_j q_j max(0, 1 - m_j - t q_j)`` is non-decreasing and piecewise linear. It is
+    evaluated exactly (``O(K)`` each, no cancellation-prone running sums): the bracket's right end
+    grows from the Newton step ``t = 1`` by factors of 4 until ``phi' >= 0``, a fixed number of
+    bisection steps shrinks it to round-off, and a final secant step lands on the root of the
+    linear piece. ``q`` must be a descent direction (``phi'(0) < 0``).
     """
     dt = m.dtype
     r = jnp.where(valid, 1.0 - m, 0.0)
     q = jnp.where(valid, q, 0.0)
-    tau = r / jnp.where(q == 0, 1.0, q)
-    # q > 0, r > 0: active on [0, tau), leaves at tau.  q < 0, r > 0: always active.
-    # q < 0, r <= 0: enters at tau >= 0.  Everything else never contributes.
-    leaves = (q > 0) & (r > 0)
-    enters = (q < 0) & (r <= 0)
-    active0 = (r > 0) & (q != 0)
-    s1_0 = jnp.sum(jnp.where(active0, q * r, 0.0))
-    s2_0 = jnp.sum(jnp.where(active0, q * q, 0.0))
-    c_0 = jnp.sum(active0.astype(jnp.int32))
-    event = leaves | enters
-    sign = jnp.where(leaves, -1.0, 1.0).astype(dt)
-    ev_t = jnp.where(event, jnp.maximum(tau, 0.0), jnp.inf)
-    order = jnp.argsort(ev_t)
-    ev_t = ev_t[order]
-    d1 = jnp.where(event, sign * q * r, 0.0)[order]
-    d2 = jnp.where(event, sign * q * q, 0.0)[order]
-    dc = jnp.where(event, jnp.where(leaves, -1, 1), 0)[order]
-    s1 = jnp.concatenate([s1_0[None], s1_0 + jnp.cumsum(d1)])
-    s2 = jnp.concatenate([s2_0[None], s2_0 + jnp.cumsum(d2)])
-    cnt = jnp.concatenate([c_0[None], c_0 + jnp.cumsum(dc)])
-    left = jnp.concatenate([jnp.zeros((1,), dt), ev_t])
-    right = jnp.concatenate([ev_t, jnp.full((1,), jnp.inf, dt)])
-    # phi'(t) = -s1 + t s2 on [left, right], non-decreasing in t; an empty active set is a flat
-    # zero piece (the loss reached 0 there).
-    empty = cnt <= 0
-    pos = (~empty) & (s2 > 0)
-    root = jnp.clip(jnp.where(pos, s1 / jnp.where(pos, s2, 1.0), left), left, right)
-    dphi_right = jnp.where(jnp.isfinite(right), -s1 + right * s2, jnp.inf)
-    ok = empty | (pos & (dphi_right >= 0))
-    k = jnp.argmax(ok)
-    t = jnp.where(jnp.any(ok), jnp.where(empty[k], left[k], root[k]), left[-1])
+
+    def dphi(t):
+        return -jnp.sum(q * jnp.maximum(r - t * q, 0.0))
+
+    def expand(_, hi):
+        return jnp.where(dphi(hi) < 0, 4.0 * hi, hi)
+
+    hi = lax.fori_loop(0, n_expand, expand, jnp.ones((), dt))
+    lo = jnp.zeros((), dt)
+
+    def bisect(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        up = dphi(mid) >= 0
+        return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
+
+    lo, hi = lax.fori_loop(0, n_bisect, bisect, (lo, hi))
+    d_lo, d_hi = dphi(lo), dphi(hi)
+    # phi' is linear on [lo, hi] unless a breakpoint sits inside; the secant root is then exact.
+    denom = d_hi - d_lo
+    t = jnp.where(denom > 0, lo - d_lo * (hi - lo) / jnp.where(denom > 0, denom, 1.0), hi)
+    t = jnp.clip(t, lo, hi)
     return jnp.where(jnp.isfinite(t), t, 0.0)
 
 
