@@ -136,6 +136,17 @@ def _cka_from(stats):
     return hxy / jnp.sqrt(hxx * hyy)
 
 
+_MAX_RBF_N = 46340  # N^2 < 2^31: the exact median's counts are int32 without x64
+
+
+def _check_rbf_size(n: int) -> None:
+    if n > _MAX_RBF_N:
+        raise ValueError(
+            f"RBF CKA forms N x N Gram matrices; N={n} exceeds {_MAX_RBF_N}. Use the linear "
+            "kernel (feature space, memory D^2) or minibatch CKA, or subsample the rows."
+        )
+
+
 def _check_common(kernel, estimator=None):
     check_choice(kernel, "kernel", KERNELS)
     if estimator is not None:
@@ -184,6 +195,7 @@ def hsic(
     if kernel == "linear":
         m = _resolve_method(method, xa.shape[0], xa.shape[1], ya.shape[1])
         return _linear_stats(xa, ya, m, unbiased, False)[0]
+    _check_rbf_size(xa.shape[0])
     sx, sy = _rbf_sigmas(sigma)
     return _rbf_stats(xa, ya, sx, sy, bandwidth_factor, unbiased, median_include_diagonal)[0]
 
@@ -241,6 +253,7 @@ def cka(
         m = _resolve_method(method, xa.shape[0], xa.shape[1], ya.shape[1])
         out = _cka_from(_linear_stats(xa, ya, m, bool(debiased), True))
     else:
+        _check_rbf_size(xa.shape[0])
         sx, sy = _rbf_sigmas(sigma)
         out = _cka_from(
             _rbf_stats(xa, ya, sx, sy, bandwidth_factor, bool(debiased), median_include_diagonal)

@@ -35,7 +35,7 @@ from geomjax._checks import as_array
 from geomjax._types import result_dtype
 
 from ._cca import _basis, _default_rtol
-from ._cka import _rbf_sigmas
+from ._cka import _check_rbf_size, _rbf_sigmas
 from ._kernels import HI, _gram_rbf, center, debiased_dot, mm
 from ._sequence import interpolate_features
 from ._validate import check_choice, prep_one, warn_if_nan
@@ -302,6 +302,7 @@ def cka_matrix(
                 full[i, j] = full[j, i] = v
         cka_all = _normalise(full)
     else:
+        _check_rbf_size(n)
         sx, _ = _rbf_sigmas(sigma)
         grams = []
         for rep in reps:
