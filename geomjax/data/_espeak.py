@@ -287,33 +287,74 @@ def espeak_phonemes(text: str, voice: str = "en-us") -> str:
         return eng.phonemes(text)
 
 
-def _batch_worker(jobs):
-    return [espeak_synthesize(*j) for j in jobs]
-
-
 def synthesize_batch(jobs, progress: bool = False, chunk: int = 100, desc: str = "espeak-ng"):
     """Synthesise ``jobs`` (tuples of :func:`espeak_synthesize` arguments) in order, in a fresh
     worker process.
 
     libespeak-ng carries state between utterances (waveform phase, pitch smoothing, ``rand``),
     so its output depends on what the process synthesised before. Running a whole batch in a
-    newly spawned process makes the result a pure function of ``jobs``: the same jobs give
-    bit-identical audio and events in any process, any number of times.
+    newly started interpreter (``python -m geomjax.data._espeak --worker``, which also works from
+    scripts without a ``__main__`` guard) makes the result a pure function of ``jobs``: the same
+    jobs give bit-identical audio and events in any process, any number of times.
     """
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
 
     from tqdm.auto import tqdm
 
-    jobs = list(jobs)
+    jobs = [tuple(j) for j in jobs]
     if not jobs:
         return []
     out: list[Utterance] = []
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as ex:
-        futs = [ex.submit(_batch_worker, jobs[i: i + chunk]) for i in range(0, len(jobs), chunk)]
-        with tqdm(total=len(jobs), desc=desc, disable=not progress, leave=False) as bar:
-            for f in futs:  # one worker: chunks run in submission order
-                res = f.result()
-                out.extend(res)
-                bar.update(len(res))
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "geomjax.data._espeak", "--worker",
+                                 str(int(chunk))], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err)
+        try:
+            pickle.dump(jobs, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            proc.stdin.close()
+            with tqdm(total=len(jobs), desc=desc, disable=not progress, leave=False) as bar:
+                while len(out) < len(jobs):
+                    try:
+                        res = pickle.load(proc.stdout)  # our own worker's output
+                    except EOFError:
+                        break
+                    out.extend(res)
+                    bar.update(len(res))
+        finally:
+            if len(out) < len(jobs) and proc.poll() is None:
+                proc.kill()  # we stopped reading: never leave the worker blocked on its pipe
+            proc.stdout.close()
+            rc = proc.wait()
+        if rc != 0 or len(out) != len(jobs):
+            err.seek(0)
+            msg = err.read().decode("utf-8", "replace")[-2000:]
+            raise RuntimeError(f"the espeak-ng worker failed (exit {rc}, {len(out)} of "
+                               f"{len(jobs)} utterances):\n{msg}")
     return out
+
+
+def _worker_main(chunk: int) -> None:
+    import pickle
+    import sys
+
+    # pickle results as geomjax.data._espeak.Utterance, not __main__.Utterance
+    from geomjax.data._espeak import espeak_synthesize
+
+    res_out = os.fdopen(os.dup(1), "wb")  # results go to the real stdout ...
+    os.dup2(2, 1)  # ... anything the library prints goes to stderr
+    jobs = pickle.load(sys.stdin.buffer)
+    for i in range(0, len(jobs), chunk):
+        pickle.dump([espeak_synthesize(*j) for j in jobs[i: i + chunk]], res_out,
+                    protocol=pickle.HIGHEST_PROTOCOL)
+        res_out.flush()
+    res_out.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
+        _worker_main(int(sys.argv[2]) if len(sys.argv) > 2 else 100)
