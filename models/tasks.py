@@ -59,6 +59,23 @@ def _standardise(x, axes):
     return ((x - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
 
 
+def _utterance_split(corpus, seed: int = 0) -> np.ndarray:
+    """Per-utterance split by speaker: the corpus' own ``split`` column when it has train, valid
+    and test speakers; otherwise (e.g. the tiny corpus) speakers are shuffled with ``seed`` and
+    assigned 70 / 15 / 15 % (at least one speaker each) to train / valid / test."""
+    u = corpus.utterances
+    if {"train", "valid", "test"} <= set(u["split"]):
+        return u["split"].to_numpy()
+    spk = np.array(sorted(u["speaker"].astype(str).unique()))
+    if len(spk) < 3:
+        raise ValueError(f"the corpus has {len(spk)} speaker(s); unseen-speaker splits need >= 3.")
+    np.random.default_rng(seed).shuffle(spk)
+    n_te = max(1, int(round(0.15 * len(spk))))
+    n_va = max(1, int(round(0.15 * len(spk))))
+    lab = {s: "test" for s in spk[:n_te]} | {s: "valid" for s in spk[n_te : n_te + n_va]}
+    return u["speaker"].astype(str).map(lambda s: lab.get(s, "train")).to_numpy()
+
+
 def _split_rows(tab: pd.DataFrame, by: np.ndarray, x, y, lengths=None):
     out = {}
     for s in ("train", "valid", "test"):
@@ -84,7 +101,8 @@ def word_task(corpus, *, seed: int = 0, duration: float = 2.0, n_mels: int = 40,
 
     Args:
         corpus: a :class:`geomjax.data.SpeechCorpus`.
-        seed: centre-jitter seed of the word windows.
+        seed: centre-jitter seed of the word windows (and the speaker split seed when the corpus
+            has no train/valid/test speaker split of its own).
         duration: window length in seconds.
         n_mels: log-Mel bands (``feature="log_mel"``); for ``"cochleagram"`` the paper's 256 x 256.
         feature: ``"log_mel"`` or ``"cochleagram"``.
@@ -106,7 +124,8 @@ def word_task(corpus, *, seed: int = 0, duration: float = 2.0, n_mels: int = 40,
     x = _standardise(np.swapaxes(f, 1, 2), (1, 2))  # (N, F, T)
     classes = sorted(tab["word"].unique())
     y = tab["word"].map({w: i for i, w in enumerate(classes)}).to_numpy(np.int32)
-    sp = _split_rows(tab, tab["split"].to_numpy(), x, y)
+    by = _utterance_split(corpus, seed)[tab["utt"].to_numpy()]
+    sp = _split_rows(tab, by, x, y)
     return TaskSplits(**sp, classes=classes,
                       info={"task": "word", "split_by": "speaker", "feature": feature, "seed": seed})
 
@@ -176,7 +195,7 @@ def _utterance_features(corpus, kind, bucket_s: float = 1.0, progress: bool = Fa
 
 
 def phone_task(corpus, *, n_phones: int = 40, context: int = 5, n_mels: int = 23,
-               frame_step: int = 1, progress: bool = False) -> TaskSplits:
+               frame_step: int = 1, seed: int = 0, progress: bool = False) -> TaskSplits:
     """Frame-wise phone classification on unseen speakers (phone MLP input).
 
     Args:
@@ -185,6 +204,7 @@ def phone_task(corpus, *, n_phones: int = 40, context: int = 5, n_mels: int = 23
         context: splice +-``context`` frames (5 -> 11 frames x 23 bands = 253 dims).
         n_mels: log-Mel bands.
         frame_step: keep every ``frame_step``-th frame (memory).
+        seed: speaker split seed when the corpus has no speaker split of its own.
         progress: progress bars.
 
     Returns:
@@ -210,7 +230,8 @@ def phone_task(corpus, *, n_phones: int = 40, context: int = 5, n_mels: int = 23
     y = np.concatenate(ys).astype(np.int32)
     tab = pd.concat(rows, ignore_index=True)
     tab = tab.merge(utts[["utt", "speaker", "gender", "accent", "channel", "split"]], on="utt", how="left")
-    sp = _split_rows(tab, tab["split"].to_numpy(), x, y)
+    by = _utterance_split(corpus, seed)[tab["utt"].to_numpy()]
+    sp = _split_rows(tab, by, x, y)
     return TaskSplits(**sp, classes=list(classes), info={"task": "phone", "split_by": "speaker",
                                                           "context": context, "n_mels": n_mels})
 
@@ -234,13 +255,14 @@ def _pad(feats, idx):
     return x, L
 
 
-def ctc_task(corpus, *, n_bins: int | None = None, progress: bool = False) -> TaskSplits:
+def ctc_task(corpus, *, n_bins: int | None = None, seed: int = 0, progress: bool = False) -> TaskSplits:
     """Character recognition of whole utterances on unseen speakers (DS2 input).
 
     Args:
         corpus: a :class:`geomjax.data.SpeechCorpus`.
         n_bins: keep the lowest ``n_bins`` of the 161 spectrogram bins (81 = 0-4 kHz, the reduced
             DS2 setting); None keeps all.
+        seed: speaker split seed when the corpus has no speaker split of its own.
         progress: progress bars.
 
     Returns:
@@ -255,8 +277,9 @@ def ctc_task(corpus, *, n_bins: int | None = None, progress: bool = False) -> Ta
     utts = corpus.utterances
     labels, ll = encode_text(utts["text"].tolist())
     out = {}
+    by = _utterance_split(corpus, seed)
     for s in ("train", "valid", "test"):
-        idx = np.nonzero(utts["split"].to_numpy() == s)[0]
+        idx = np.nonzero(by == s)[0]
         if idx.size == 0:
             raise ValueError(f"the corpus has no '{s}' utterances; use a larger corpus.")
         x, L = _pad(feats, idx)
@@ -265,7 +288,7 @@ def ctc_task(corpus, *, n_bins: int | None = None, progress: bool = False) -> Ta
                                                             "n_bins": n_bins})
 
 
-def reconstruction_task(corpus, *, n_mels: int = 40, progress: bool = False) -> TaskSplits:
+def reconstruction_task(corpus, *, n_mels: int = 40, seed: int = 0, progress: bool = False) -> TaskSplits:
     """Whole utterances as per-utterance-normalised log-Mel frames (Transformer pretraining).
 
     Returns:
@@ -276,8 +299,9 @@ def reconstruction_task(corpus, *, n_mels: int = 40, progress: bool = False) -> 
     feats = [_standardise(f, (0,)) for f in feats]
     utts = corpus.utterances
     out = {}
+    by = _utterance_split(corpus, seed)
     for s in ("train", "valid", "test"):
-        idx = np.nonzero(utts["split"].to_numpy() == s)[0]
+        idx = np.nonzero(by == s)[0]
         if idx.size == 0:
             raise ValueError(f"the corpus has no '{s}' utterances; use a larger corpus.")
         x, L = _pad(feats, idx)
