@@ -21,16 +21,30 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from geomjax.models.train import _make_steps, make_optimizer
 
 from benchmarks._common import base_parser, md_table, record, time_call
 from geomjax import models as M
-from geomjax.models.train import _make_steps, make_optimizer
 
 # (model, preset, example input shape, n_classes, published count, what the count includes)
 PUBLISHED = [
-    ("word_cnn", "paper", (1, 256, 256), 587, 30_720_000, "Kell/Stephenson, 587 words, BN (30.72 M)"),
+    (
+        "word_cnn",
+        "paper",
+        (1, 256, 256),
+        587,
+        30_720_000,
+        "Kell/Stephenson, 587 words, BN (30.72 M)",
+    ),
     ("ds2", "paper", (1, 201, 161), 29, 41_190_000, "5 x BiGRU-800, PyTorch count (41.19 M)"),
-    ("ds2", "paper-lstm", (1, 201, 161), 29, 86_620_000, "V3 5 x BiLSTM-1024, PyTorch count (86.62 M)"),
+    (
+        "ds2",
+        "paper-lstm",
+        (1, 201, 161),
+        29,
+        86_620_000,
+        "V3 5 x BiLSTM-1024, PyTorch count (86.62 M)",
+    ),
     ("speaker_cnn", "paper", (1, 200, 40), 100, 15_166_700, "15.1 M + 601 N, N = 100"),
     ("phone_mlp", "paper", (1, 253), 40, 338_472, "5 x 256"),
     ("phone_mlp", "paper-2048", (1, 253), 40, 17_387_560, "5 x 2048, BN excluded"),
@@ -55,12 +69,17 @@ def bench_params(args) -> str:
         v = jax.eval_shape(lambda m=m, x=x: M.init_variables(0, m, x))
         n = M.count_params(v, exclude_batchnorm=(name == "phone_mlp"))
         comparable = n + _pytorch_extra(name, m)
-        rows.append({
-            "model": name, "preset": preset, "flax params": n, "comparable count": comparable,
-            "published": "-" if published is None else published,
-            "ratio": "-" if published is None else round(comparable / published, 4),
-            "notes": what,
-        })
+        rows.append(
+            {
+                "model": name,
+                "preset": preset,
+                "flax params": n,
+                "comparable count": comparable,
+                "published": "-" if published is None else published,
+                "ratio": "-" if published is None else round(comparable / published, 4),
+                "notes": what,
+            }
+        )
     return md_table(rows)
 
 
@@ -68,11 +87,24 @@ def _random_batch(name, preset, rng, batch, seconds=2.0, ncls=10):
     T = int(seconds * 100) + 1
     if name == "word_cnn":
         shape = (batch, 256, 256) if preset == "paper" else (batch, 40, T)
-        return {"x": rng.normal(size=shape).astype(np.float32), "y": rng.integers(0, ncls, batch).astype(np.int32)}
+        return {
+            "x": rng.normal(size=shape).astype(np.float32),
+            "y": rng.integers(0, ncls, batch).astype(np.int32),
+        }
     if name == "phone_mlp":
-        return {"x": rng.normal(size=(batch, 253)).astype(np.float32), "y": rng.integers(0, ncls, batch).astype(np.int32)}
-    F = {"ds2": 161 if preset.startswith("paper") else 81, "speaker_cnn": 40, "transformer": 80 if preset == "paper" else 40}[name]
-    b = {"x": rng.normal(size=(batch, T, F)).astype(np.float32), "lengths": np.full(batch, T, np.int32)}
+        return {
+            "x": rng.normal(size=(batch, 253)).astype(np.float32),
+            "y": rng.integers(0, ncls, batch).astype(np.int32),
+        }
+    F = {
+        "ds2": 161 if preset.startswith("paper") else 81,
+        "speaker_cnn": 40,
+        "transformer": 80 if preset == "paper" else 40,
+    }[name]
+    b = {
+        "x": rng.normal(size=(batch, T, F)).astype(np.float32),
+        "lengths": np.full(batch, T, np.int32),
+    }
     if name == "ds2":
         lab, ll = M.encode_text(["THE QUICK BROWN FOX JUMPS"] * batch)
         b.update(y=lab, yl=ll)
@@ -86,32 +118,53 @@ def bench_speed(args) -> str:
     if args.smoke:
         cases = [("phone_mlp", "tiny", 4), ("speaker_cnn", "tiny", 4)]
     else:
-        cases = [("word_cnn", "cpu", 64), ("speaker_cnn", "cpu", 32), ("phone_mlp", "cpu", 256),
-                 ("ds2", "cpu", 16), ("transformer", "cpu", 16),
-                 ("word_cnn", "paper", 8), ("speaker_cnn", "paper", 32), ("phone_mlp", "paper-2048", 256),
-                 ("ds2", "paper", 8)]
+        cases = [
+            ("word_cnn", "cpu", 64),
+            ("speaker_cnn", "cpu", 32),
+            ("phone_mlp", "cpu", 256),
+            ("ds2", "cpu", 16),
+            ("transformer", "cpu", 16),
+            ("word_cnn", "paper", 8),
+            ("speaker_cnn", "paper", 32),
+            ("phone_mlp", "paper-2048", 256),
+            ("ds2", "paper", 8),
+        ]
     rows = []
     for name, preset, bs in cases:
-        m = M.build_model(name, preset, n_classes=None if name == "transformer" else (29 if name == "ds2" else 10))
+        m = M.build_model(
+            name, preset, n_classes=None if name == "transformer" else (29 if name == "ds2" else 10)
+        )
         b = _random_batch(name, preset, rng, bs)
         b["w"] = np.ones(bs, np.float32)
         b = {k: jnp.asarray(v) for k, v in b.items()}
         v = M.init_variables(0, m, b["x"][:1], None if "lengths" not in b else b["lengths"][:1])
         tx = make_optimizer("adam", 1e-3, 100)
         step, _ = _make_steps(m, M.TASKS[name], tx)
-        state = {"params": v["params"], "batch_stats": v.get("batch_stats", {}),
-                 "opt_state": tx.init(v["params"]), "step": jnp.zeros((), jnp.int32)}
+        state = {
+            "params": v["params"],
+            "batch_stats": v.get("batch_stats", {}),
+            "opt_state": tx.init(v["params"]),
+            "step": jnp.zeros((), jnp.int32),
+        }
         key = jax.random.key(0)
         holder = {"s": state}
 
-        def run():
+        def run(step=step, holder=holder, b=b, key=key):
             holder["s"], st = step(holder["s"], b, key)
             return st["loss_sum"]
 
-        _, t = time_call(run, repeat=1 if (args.smoke or preset.startswith("paper")) else args.repeat)
-        row = {"model": name, "preset": preset, "params": M.count_params(v), "batch": bs,
-               "step s": round(t.wall_s, 4), "compile s": round(t.compile_s or 0.0, 2),
-               "samples/s": round(bs / t.wall_s, 1)}
+        _, t = time_call(
+            run, repeat=1 if (args.smoke or preset.startswith("paper")) else args.repeat
+        )
+        row = {
+            "model": name,
+            "preset": preset,
+            "params": M.count_params(v),
+            "batch": bs,
+            "step s": round(t.wall_s, 4),
+            "compile s": round(t.compile_s or 0.0, 2),
+            "samples/s": round(bs / t.wall_s, 1),
+        }
         if M.TASKS[name] != "classify" or name == "speaker_cnn" or name == "word_cnn":
             row["utt-s/s"] = round(bs * 2.0 / t.wall_s, 1)  # 2-s inputs
         rows.append(row)
@@ -120,14 +173,34 @@ def bench_speed(args) -> str:
 
 
 TARGETS = {
-    "phone_mlp": dict(task="phone", metric="accuracy", target=0.85, higher=True,
-                      train=dict(epochs=4, batch_size=256, learning_rate=1e-3)),
-    "speaker_cnn": dict(task="speaker", metric="accuracy", target=0.60, higher=True,
-                        train=dict(epochs=12, batch_size=32, learning_rate=1e-3)),
-    "word_cnn": dict(task="word", metric="accuracy", target=0.60, higher=True,
-                     train=dict(epochs=25, batch_size=64, learning_rate=1e-3)),
-    "ds2": dict(task="ctc", metric="cer", target=0.40, higher=False,
-                train=dict(epochs=60, batch_size=16, learning_rate=1e-3, grad_clip=400.0, length_bucket=50)),
+    "phone_mlp": dict(
+        task="phone",
+        metric="accuracy",
+        target=0.85,
+        higher=True,
+        train=dict(epochs=4, batch_size=256, learning_rate=1e-3),
+    ),
+    "speaker_cnn": dict(
+        task="speaker",
+        metric="accuracy",
+        target=0.60,
+        higher=True,
+        train=dict(epochs=12, batch_size=32, learning_rate=1e-3),
+    ),
+    "word_cnn": dict(
+        task="word",
+        metric="accuracy",
+        target=0.60,
+        higher=True,
+        train=dict(epochs=25, batch_size=64, learning_rate=1e-3),
+    ),
+    "ds2": dict(
+        task="ctc",
+        metric="cer",
+        target=0.40,
+        higher=False,
+        train=dict(epochs=60, batch_size=16, learning_rate=1e-3, grad_clip=400.0, length_bucket=50),
+    ),
 }
 
 
@@ -148,9 +221,14 @@ def _random_splits(task, rng):
 
     def mk(n):
         if task == "phone":
-            return M.TaskData(rng.normal(size=(n, 253)).astype(np.float32), rng.integers(0, 5, n).astype(np.int32))
+            return M.TaskData(
+                rng.normal(size=(n, 253)).astype(np.float32), rng.integers(0, 5, n).astype(np.int32)
+            )
         if task == "word":
-            return M.TaskData(rng.normal(size=(n, 20, 40)).astype(np.float32), rng.integers(0, 5, n).astype(np.int32))
+            return M.TaskData(
+                rng.normal(size=(n, 20, 40)).astype(np.float32),
+                rng.integers(0, 5, n).astype(np.int32),
+            )
         x = rng.normal(size=(n, 40, 24)).astype(np.float32)
         L = np.full(n, 40, np.int32)
         if task == "speaker":
@@ -176,7 +254,11 @@ def bench_targets(args, models, budget_s, on_row=None) -> str:
         for name in models:
             spec = TARGETS[name]
             t0 = time.perf_counter()
-            sp = _random_splits(spec["task"], rng) if args.smoke else _task_splits(spec["task"], corpus)
+            sp = (
+                _random_splits(spec["task"], rng)
+                if args.smoke
+                else _task_splits(spec["task"], corpus)
+            )
             t_feat = time.perf_counter() - t0
             kw = dict(spec["train"])
             preset = "tiny" if args.smoke else "cpu"
@@ -184,9 +266,18 @@ def bench_targets(args, models, budget_s, on_row=None) -> str:
                 kw.update(epochs=1, batch_size=8)
             ck = root / name
             t0 = time.perf_counter()
-            res = M.train(0, name, sp.train, sp.valid, ckpt_dir=ck, preset=preset,
-                          n_classes=(None if name == "ds2" else sp.n_classes), progress=not args.smoke,
-                          time_budget_s=budget_s, **kw)
+            res = M.train(
+                0,
+                name,
+                sp.train,
+                sp.valid,
+                ckpt_dir=ck,
+                preset=preset,
+                n_classes=(None if name == "ds2" else sp.n_classes),
+                progress=not args.smoke,
+                time_budget_s=budget_s,
+                **kw,
+            )
             t_train = time.perf_counter() - t0
             met = res.metrics
             col = f"val_{spec['metric']}"
@@ -197,13 +288,21 @@ def bench_targets(args, models, budget_s, on_row=None) -> str:
             score = ev[spec["metric"]]
             ok = score >= spec["target"] if spec["higher"] else score < spec["target"]
             row = {
-                "model": name, "params": M.count_params(cp.variables), "task": spec["task"],
-                "classes": sp.n_classes, "n train": len(sp.train), "n test": len(sp.test),
+                "model": name,
+                "params": M.count_params(cp.variables),
+                "task": spec["task"],
+                "classes": sp.n_classes,
+                "n train": len(sp.train),
+                "n test": len(sp.test),
                 "test split": "unseen words" if spec["task"] == "speaker" else "unseen speakers",
-                "epochs run": int(met["epoch"].max()), "best epoch (val)": best_epoch,
-                "metric": spec["metric"], "test": round(score, 4),
+                "epochs run": int(met["epoch"].max()),
+                "best epoch (val)": best_epoch,
+                "metric": spec["metric"],
+                "test": round(score, 4),
                 "target": f"{'>=' if spec['higher'] else '<'} {spec['target']}",
-                "met": "yes" if ok else "no", "train s": round(t_train, 1), "features s": round(t_feat, 1),
+                "met": "yes" if ok else "no",
+                "train s": round(t_train, 1),
+                "features s": round(t_feat, 1),
             }
             rows.append(row)
             print(row, flush=True)
@@ -218,15 +317,24 @@ def bench_targets(args, models, budget_s, on_row=None) -> str:
 def main(argv=None):
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--only", choices=["params", "speed", "targets"], nargs="*", default=None)
-    p.add_argument("--models", nargs="*", default=list(TARGETS), choices=list(TARGETS),
-                   help="which accuracy targets to train")
+    p.add_argument(
+        "--models",
+        nargs="*",
+        default=list(TARGETS),
+        choices=list(TARGETS),
+        help="which accuracy targets to train",
+    )
     p.add_argument("--corpus", default="small", help="synthetic corpus size for the targets")
-    p.add_argument("--budget-min", type=float, default=25.0, help="training time budget per model (minutes)")
+    p.add_argument(
+        "--budget-min", type=float, default=25.0, help="training time budget per model (minutes)"
+    )
     args = p.parse_args(argv)
     only = set(args.only or ["params", "speed", "targets"])
     smoke = args.smoke or args.no_record
-    note = ("_CPU figures come from a 2-core machine shared with other jobs: timings are upper "
-            "bounds, not the speed of an idle machine._\n\n")
+    note = (
+        "_CPU figures come from a 2-core machine shared with other jobs: timings are upper "
+        "bounds, not the speed of an idle machine._\n\n"
+    )
     if "params" in only:
         t = bench_params(args)
         print(t, flush=True)
@@ -239,10 +347,12 @@ def main(argv=None):
         budget = 5.0 if args.smoke else args.budget_min * 60
 
         def on_row(tab):
-            record("models: accuracy targets of the reduced models (synthetic small corpus)",
-                   note + "Trained with `geomjax.models.train` (cpu presets, Adam, seed 0); best "
-                   "epoch chosen on the validation split, scored on the test split.\n\n" + tab,
-                   smoke=smoke)
+            record(
+                "models: accuracy targets of the reduced models (synthetic small corpus)",
+                note + "Trained with `geomjax.models.train` (cpu presets, Adam, seed 0); best "
+                "epoch chosen on the validation split, scored on the test split.\n\n" + tab,
+                smoke=smoke,
+            )
 
         models = ["phone_mlp"] if args.smoke else args.models
         t = bench_targets(args, models, budget, on_row)

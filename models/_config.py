@@ -213,7 +213,9 @@ def get_config(name: str, preset: str = "cpu", **overrides):
     fields = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(overrides) - fields)
     if bad:
-        raise ValueError(f"unknown config field(s) {bad} for {name!r}; valid fields: {sorted(fields)}.")
+        raise ValueError(
+            f"unknown config field(s) {bad} for {name!r}; valid fields: {sorted(fields)}."
+        )
     cfg = cls(**{**PRESETS[name][preset], **overrides})
     _validate(name, cfg)
     return cfg
@@ -225,13 +227,18 @@ def _validate(name: str, cfg) -> None:
         if not (len(cfg.kernels) == len(cfg.strides) == len(cfg.pools) == k) or k == 0:
             raise ValueError(
                 "word_cnn config: `channels`, `kernels`, `strides` and `pools` must have the same "
-                f"non-zero length; got {len(cfg.channels)}, {len(cfg.kernels)}, {len(cfg.strides)}, "
+                f"non-zero length; got {len(cfg.channels)}, {len(cfg.kernels)}, "
+                f"{len(cfg.strides)}, "
                 f"{len(cfg.pools)}."
             )
         if cfg.norm not in ("batch", "lrn", "none"):
-            raise ValueError(f"word_cnn config: `norm` must be 'batch', 'lrn' or 'none'; got {cfg.norm!r}.")
+            raise ValueError(
+                f"word_cnn config: `norm` must be 'batch', 'lrn' or 'none'; got {cfg.norm!r}."
+            )
         if any(p not in ("max", "avg", None) for p in cfg.pools):
-            raise ValueError(f"word_cnn config: `pools` entries must be 'max', 'avg' or None; got {cfg.pools}.")
+            raise ValueError(
+                f"word_cnn config: `pools` entries must be 'max', 'avg' or None; got {cfg.pools}."
+            )
     elif name == "ds2":
         if cfg.cell not in ("gru", "lstm"):
             raise ValueError(f"ds2 config: `cell` must be 'gru' or 'lstm'; got {cfg.cell!r}.")
@@ -241,7 +248,8 @@ def _validate(name: str, cfg) -> None:
         k = len(cfg.channels)
         if not (len(cfg.kernels) == len(cfg.strides) == k) or k == 0:
             raise ValueError(
-                "speaker_cnn config: `channels`, `kernels` and `strides` must have the same non-zero length."
+                "speaker_cnn config: `channels`, `kernels` and `strides` must have the same "
+                "non-zero length."
             )
     elif name == "phone_mlp":
         if cfg.layers < 1 or cfg.hidden < 1:
@@ -251,7 +259,8 @@ def _validate(name: str, cfg) -> None:
     elif name == "transformer":
         if cfg.d_model % cfg.heads:
             raise ValueError(
-                f"transformer config: `d_model` ({cfg.d_model}) must be divisible by `heads` ({cfg.heads})."
+                f"transformer config: `d_model` ({cfg.d_model}) must be divisible by "
+                f"`heads` ({cfg.heads})."
             )
         if cfg.downsample < 1:
             raise ValueError("transformer config: `downsample` must be >= 1.")

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from flax import serialization
-
 from geomjax.models._config import config_from_dict
 
 __all__ = [
@@ -61,7 +60,7 @@ def checkpoint_path(ckpt_dir, epoch: int) -> Path:
 
 
 def save_checkpoint(ckpt_dir, epoch: int, state: dict[str, Any]) -> Path:
-    """Serialise a pytree of arrays/numbers with Flax msgpack to ``epoch_XXXX.msgpack`` atomically."""
+    """Serialise arrays/numbers with Flax msgpack to ``epoch_XXXX.msgpack``, atomically."""
     if int(epoch) < 0:
         raise ValueError(f"`epoch` must be >= 0; got {epoch}.")
     host = jax.tree_util.tree_map(lambda a: np.asarray(a) if isinstance(a, jax.Array) else a, state)
@@ -87,7 +86,9 @@ def read_run_info(ckpt_dir) -> dict[str, Any]:
     """The ``run.json`` of a run directory."""
     p = Path(ckpt_dir) / "run.json"
     if not p.exists():
-        raise FileNotFoundError(f"no run.json in {ckpt_dir!s}; is it a directory written by `train`?")
+        raise FileNotFoundError(
+            f"no run.json in {ckpt_dir!s}; is it a directory written by `train`?"
+        )
     return json.loads(p.read_text())
 
 
@@ -129,7 +130,11 @@ def _target_variables(model, info):
     dtype = jnp.dtype(info.get("input_dtype", "float32"))
     x = jnp.zeros((1,) + shape[1:], dtype)
     lengths = jnp.full((1,), shape[1], jnp.int32) if info.get("sequence") else None
-    return jax.eval_shape(lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(0)}, x, lengths, train=False))
+    return jax.eval_shape(
+        lambda: model.init(
+            {"params": jax.random.key(0), "dropout": jax.random.key(0)}, x, lengths, train=False
+        )
+    )
 
 
 def load_checkpoint(ckpt_dir, epoch: int | None = None) -> Checkpoint:
@@ -153,14 +158,18 @@ def load_checkpoint(ckpt_dir, epoch: int | None = None) -> Checkpoint:
     if epoch is None:
         epoch = max(ckpts)
     if int(epoch) not in ckpts:
-        raise ValueError(f"`epoch`={epoch} has no checkpoint in {ckpt_dir!s}; available: {sorted(ckpts)}.")
+        raise ValueError(
+            f"`epoch`={epoch} has no checkpoint in {ckpt_dir!s}; available: {sorted(ckpts)}."
+        )
     info = read_run_info(ckpt_dir)
     name = info["model"]
     model = MODEL_CLASSES[name](config_from_dict(name, info["config"]))
     raw = _restore_raw(ckpts[int(epoch)])
     target = _target_variables(model, info)
     variables = restore_into(target, raw["variables"], "variables")
-    return Checkpoint(name, model, variables, int(epoch), int(raw.get("step", 0)), ckpts[int(epoch)], info)
+    return Checkpoint(
+        name, model, variables, int(epoch), int(raw.get("step", 0)), ckpts[int(epoch)], info
+    )
 
 
 def restore_into(target, raw, what: str):
@@ -171,7 +180,7 @@ def restore_into(target, raw, what: str):
         raise ValueError(f"checkpoint {what} do not match the model: {e}") from e
     flat_t = jax.tree_util.tree_leaves_with_path(target)
     flat_r = jax.tree_util.tree_leaves(restored)
-    for (path, t), r in zip(flat_t, flat_r):
+    for (path, t), r in zip(flat_t, flat_r, strict=False):
         if tuple(np.shape(r)) != tuple(t.shape):
             raise ValueError(
                 f"checkpoint {what} at {jax.tree_util.keystr(path)} has shape {np.shape(r)}, "

@@ -55,7 +55,8 @@ def encode_text(texts: Sequence[str], max_len: int | None = None, alphabet: str 
 def decode_labels(labels, label_lengths, alphabet: str = ALPHABET) -> list[str]:
     """Inverse of :func:`encode_text`."""
     labels, label_lengths = np.asarray(labels), np.asarray(label_lengths)
-    return ["".join(alphabet[k] for k in row[:n]) for row, n in zip(labels, label_lengths)]
+    pairs = zip(labels, label_lengths, strict=True)
+    return ["".join(alphabet[k] for k in row[:n]) for row, n in pairs]
 
 
 def ctc_loss(logits, logit_lengths, labels, label_lengths, zero_infinity: bool = True):
@@ -79,7 +80,9 @@ def ctc_loss(logits, logit_lengths, labels, label_lengths, zero_infinity: bool =
     loss = optax.ctc_loss(logits, lp, jnp.asarray(labels), yp, blank_id=BLANK)
     if zero_infinity:
         # optax's log_epsilon floor makes impossible alignments huge but finite.
-        need = jnp.asarray(label_lengths) + _repeats(jnp.asarray(labels), jnp.asarray(label_lengths))
+        need = jnp.asarray(label_lengths) + _repeats(
+            jnp.asarray(labels), jnp.asarray(label_lengths)
+        )
         ok = need <= jnp.asarray(logit_lengths)
         loss = jnp.where(ok & jnp.isfinite(loss), loss, 0.0)
     return loss
@@ -97,7 +100,7 @@ def greedy_decode(logits, lengths, alphabet: str = ALPHABET) -> list[str]:
     best = np.asarray(jnp.argmax(jnp.asarray(logits), axis=-1))
     lengths = np.asarray(lengths)
     out = []
-    for row, n in zip(best, lengths):
+    for row, n in zip(best, lengths, strict=False):
         row = row[: int(n)]
         keep = np.ones(len(row), bool)
         keep[1:] = row[1:] != row[:-1]
@@ -120,14 +123,19 @@ def edit_distance(ref: Sequence, hyp: Sequence) -> int:
 def cer(refs: Sequence[str], hyps: Sequence[str]) -> float:
     """Character error rate: total character edits / total reference characters."""
     if len(refs) != len(hyps):
-        raise ValueError(f"`refs` ({len(refs)}) and `hyps` ({len(hyps)}) must have the same length.")
+        raise ValueError(
+            f"`refs` ({len(refs)}) and `hyps` ({len(hyps)}) must have the same length."
+        )
     n = sum(len(r) for r in refs)
-    return sum(edit_distance(r, h) for r, h in zip(refs, hyps)) / max(n, 1)
+    return sum(edit_distance(r, h) for r, h in zip(refs, hyps, strict=False)) / max(n, 1)
 
 
 def wer(refs: Sequence[str], hyps: Sequence[str]) -> float:
     """Word error rate: total word edits / total reference words."""
     if len(refs) != len(hyps):
-        raise ValueError(f"`refs` ({len(refs)}) and `hyps` ({len(hyps)}) must have the same length.")
+        raise ValueError(
+            f"`refs` ({len(refs)}) and `hyps` ({len(hyps)}) must have the same length."
+        )
     n = sum(len(r.split()) for r in refs)
-    return sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps)) / max(n, 1)
+    edits = sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps, strict=True))
+    return edits / max(n, 1)

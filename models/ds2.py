@@ -17,7 +17,6 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
 from geomjax.models._common import as_input, full_lengths, masked_zero, sequence_mask
 from geomjax.models._config import DS2Config
 
@@ -25,7 +24,7 @@ __all__ = ["DeepSpeech2", "BiRNN", "ds2_output_lengths"]
 
 
 def ds2_output_lengths(lengths):
-    """Valid output frames for input lengths: ``(L + 2*5 - 11) // 2 + 1`` (only conv1 strides in time)."""
+    """Valid output frames: ``(L + 2*5 - 11) // 2 + 1`` (only conv1 strides in time)."""
     return (jnp.asarray(lengths) + 10 - 11) // 2 + 1
 
 
@@ -59,7 +58,11 @@ class BiRNN(nn.Module):
         wi = self.param("input_kernel", nn.initializers.lecun_normal(), (I, 2 * G * H), pd)
         bi = self.param("input_bias", nn.initializers.zeros_init(), (2 * G * H,), pd)
         wh = self.param("hidden_kernel", nn.initializers.orthogonal(), (2, H, G * H), pd)
-        bhn = self.param("hidden_bias", nn.initializers.zeros_init(), (2, H), pd) if self.cell == "gru" else None
+        bhn = (
+            self.param("hidden_bias", nn.initializers.zeros_init(), (2, H), pd)
+            if self.cell == "gru"
+            else None
+        )
         dt = jnp.promote_types(x.dtype, pd)
         x = x.astype(dt)
         wi, bi, wh = wi.astype(dt), bi.astype(dt), wh.astype(dt)
@@ -132,7 +135,7 @@ class DeepSpeech2(nn.Module):
             )(h, mask=m)
 
         specs = [((11, 41), (2, 2), ((5, 5), (20, 20))), ((11, 21), (1, 2), ((5, 5), (10, 10)))]
-        for i, (c, (k, s, p)) in enumerate(zip(cfg.conv_channels, specs)):
+        for i, (c, (k, s, p)) in enumerate(zip(cfg.conv_channels, specs, strict=False)):
             x = nn.Conv(c, k, strides=s, padding=p, param_dtype=pd, name=f"conv{i + 1}")(x)
             mask = sequence_mask(L, x.shape[1])
             m4 = mask[:, :, None, None]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
-
 from geomjax.models._common import as_input
 from geomjax.models._config import PhoneMLPConfig
 
@@ -38,7 +37,10 @@ class PhoneMLP(nn.Module):
             x = nn.Dense(cfg.hidden, param_dtype=pd, name=f"dense{i + 1}")(x)
             if cfg.batch_norm:
                 x = nn.BatchNorm(
-                    use_running_average=not train, momentum=0.9, epsilon=1e-5, param_dtype=pd,
+                    use_running_average=not train,
+                    momentum=0.9,
+                    epsilon=1e-5,
+                    param_dtype=pd,
                     name=f"bn{i + 1}",
                 )(x)
             x = nn.relu(x)

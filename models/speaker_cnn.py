@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
-
 from geomjax.models._common import as_input, conv_out_len, full_lengths, masked_zero, sequence_mask
 from geomjax.models._config import SpeakerCNNConfig
 
@@ -30,7 +29,7 @@ class SpeakerCNN(nn.Module):
     def layer_lengths(self, lengths) -> dict:
         """Valid frames of every conv layer for input ``lengths``."""
         out, L = {}, jnp.asarray(lengths)
-        for i, (k, s) in enumerate(zip(self.config.kernels, self.config.strides)):
+        for i, (k, s) in enumerate(zip(self.config.kernels, self.config.strides, strict=False)):
             L = conv_out_len(L, k, s, "SAME")
             out[f"conv{i + 1}"] = L
         return out
@@ -44,7 +43,7 @@ class SpeakerCNN(nn.Module):
         mask = sequence_mask(L, x.shape[1])
         x = masked_zero(x, mask)
         acts = {}
-        for i, (c, k, s) in enumerate(zip(cfg.channels, cfg.kernels, cfg.strides)):
+        for i, (c, k, s) in enumerate(zip(cfg.channels, cfg.kernels, cfg.strides, strict=False)):
             # explicit ((k-1)//2, k//2) padding: ceil(T/s) frames like SAME, but aligned to the
             # first frame whatever T is, so results do not depend on the padded batch length
             pad = [((k - 1) // 2, k // 2)]
@@ -54,7 +53,10 @@ class SpeakerCNN(nn.Module):
             x = nn.relu(x)
             if cfg.batch_norm:
                 x = nn.BatchNorm(
-                    use_running_average=not train, momentum=0.9, epsilon=1e-5, param_dtype=pd,
+                    use_running_average=not train,
+                    momentum=0.9,
+                    epsilon=1e-5,
+                    param_dtype=pd,
                     name=f"bn{i + 1}",
                 )(x, mask=mask[:, :, None])
             x = masked_zero(x, mask)

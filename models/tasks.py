@@ -19,11 +19,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-
 from geomjax.models.ctc import encode_text
 from geomjax.models.train import TaskData
 
-__all__ = ["TaskSplits", "word_task", "speaker_task", "phone_task", "ctc_task", "reconstruction_task"]
+__all__ = [
+    "TaskSplits",
+    "word_task",
+    "speaker_task",
+    "phone_task",
+    "ctc_task",
+    "reconstruction_task",
+]
 
 
 @dataclass
@@ -82,9 +88,13 @@ def _split_rows(tab: pd.DataFrame, by: np.ndarray, x, y, lengths=None):
         idx = np.nonzero(by == s)[0]
         if idx.size == 0:
             raise ValueError(f"the corpus has no '{s}' rows for this task; use a larger corpus.")
-        out[s] = TaskData(x[idx], y[idx] if y is not None else None,
-                          None if lengths is None else lengths[idx], None,
-                          tab.iloc[idx].reset_index(drop=True))
+        out[s] = TaskData(
+            x[idx],
+            y[idx] if y is not None else None,
+            None if lengths is None else lengths[idx],
+            None,
+            tab.iloc[idx].reset_index(drop=True),
+        )
     return out
 
 
@@ -95,8 +105,15 @@ def _word_windows(corpus, seed, duration):
     return audio, tab
 
 
-def word_task(corpus, *, seed: int = 0, duration: float = 2.0, n_mels: int = 40,
-              feature: str = "log_mel", progress: bool = False) -> TaskSplits:
+def word_task(
+    corpus,
+    *,
+    seed: int = 0,
+    duration: float = 2.0,
+    n_mels: int = 40,
+    feature: str = "log_mel",
+    progress: bool = False,
+) -> TaskSplits:
     """Word recognition on unseen speakers (word CNN input).
 
     Args:
@@ -126,12 +143,23 @@ def word_task(corpus, *, seed: int = 0, duration: float = 2.0, n_mels: int = 40,
     y = tab["word"].map({w: i for i, w in enumerate(classes)}).to_numpy(np.int32)
     by = _utterance_split(corpus, seed)[tab["utt"].to_numpy()]
     sp = _split_rows(tab, by, x, y)
-    return TaskSplits(**sp, classes=classes,
-                      info={"task": "word", "split_by": "speaker", "feature": feature, "seed": seed})
+    return TaskSplits(
+        **sp,
+        classes=classes,
+        info={"task": "word", "split_by": "speaker", "feature": feature, "seed": seed},
+    )
 
 
-def speaker_task(corpus, *, label: str = "speaker", seed: int = 0, duration: float = 2.0,
-                 heldout_words: float = 0.25, n_mfcc: int = 40, progress: bool = False) -> TaskSplits:
+def speaker_task(
+    corpus,
+    *,
+    label: str = "speaker",
+    seed: int = 0,
+    duration: float = 2.0,
+    heldout_words: float = 0.25,
+    n_mfcc: int = 40,
+    progress: bool = False,
+) -> TaskSplits:
     """Speaker (or gender/accent/channel) recognition on unseen words (speaker CNN input).
 
     The content-word types are shuffled with ``seed``; ``heldout_words`` of them form the test
@@ -154,7 +182,9 @@ def speaker_task(corpus, *, label: str = "speaker", seed: int = 0, duration: flo
 
     _check_corpus(corpus)
     if label not in ("speaker", "gender", "accent", "channel"):
-        raise ValueError(f"`label` must be 'speaker', 'gender', 'accent' or 'channel'; got {label!r}.")
+        raise ValueError(
+            f"`label` must be 'speaker', 'gender', 'accent' or 'channel'; got {label!r}."
+        )
     if not 0 < heldout_words < 1:
         raise ValueError(f"`heldout_words` must be in (0, 1); got {heldout_words}.")
     audio, tab = _word_windows(corpus, seed, duration)
@@ -165,13 +195,23 @@ def speaker_task(corpus, *, label: str = "speaker", seed: int = 0, duration: flo
     rng.shuffle(types)
     n_out = max(2, int(round(heldout_words * len(types))))
     valid_w, test_w = set(types[: n_out // 2]), set(types[n_out // 2 : n_out])
-    by = np.where(tab["word"].isin(valid_w), "valid", np.where(tab["word"].isin(test_w), "test", "train"))
+    by = np.where(
+        tab["word"].isin(valid_w), "valid", np.where(tab["word"].isin(test_w), "test", "train")
+    )
     classes = sorted(tab[label].astype(str).unique())
     y = tab[label].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy(np.int32)
     lengths = np.full(len(tab), x.shape[1], np.int32)
     sp = _split_rows(tab, by, x, y, lengths)
-    return TaskSplits(**sp, classes=classes, info={
-        "task": label, "split_by": "word", "heldout_words": sorted(valid_w | test_w), "seed": seed})
+    return TaskSplits(
+        **sp,
+        classes=classes,
+        info={
+            "task": label,
+            "split_by": "word",
+            "heldout_words": sorted(valid_w | test_w),
+            "seed": seed,
+        },
+    )
 
 
 def _utterance_features(corpus, kind, bucket_s: float = 1.0, progress: bool = False, **kw):
@@ -194,8 +234,16 @@ def _utterance_features(corpus, kind, bucket_s: float = 1.0, progress: bool = Fa
     return out
 
 
-def phone_task(corpus, *, n_phones: int = 40, context: int = 5, n_mels: int = 23,
-               frame_step: int = 1, seed: int = 0, progress: bool = False) -> TaskSplits:
+def phone_task(
+    corpus,
+    *,
+    n_phones: int = 40,
+    context: int = 5,
+    n_mels: int = 23,
+    frame_step: int = 1,
+    seed: int = 0,
+    progress: bool = False,
+) -> TaskSplits:
     """Frame-wise phone classification on unseen speakers (phone MLP input).
 
     Args:
@@ -229,11 +277,16 @@ def phone_task(corpus, *, n_phones: int = 40, context: int = 5, n_mels: int = 23
     x = np.concatenate(xs).astype(np.float32)
     y = np.concatenate(ys).astype(np.int32)
     tab = pd.concat(rows, ignore_index=True)
-    tab = tab.merge(utts[["utt", "speaker", "gender", "accent", "channel", "split"]], on="utt", how="left")
+    tab = tab.merge(
+        utts[["utt", "speaker", "gender", "accent", "channel", "split"]], on="utt", how="left"
+    )
     by = _utterance_split(corpus, seed)[tab["utt"].to_numpy()]
     sp = _split_rows(tab, by, x, y)
-    return TaskSplits(**sp, classes=list(classes), info={"task": "phone", "split_by": "speaker",
-                                                          "context": context, "n_mels": n_mels})
+    return TaskSplits(
+        **sp,
+        classes=list(classes),
+        info={"task": "phone", "split_by": "speaker", "context": context, "n_mels": n_mels},
+    )
 
 
 def _splice(f, context):
@@ -255,7 +308,9 @@ def _pad(feats, idx):
     return x, L
 
 
-def ctc_task(corpus, *, n_bins: int | None = None, seed: int = 0, progress: bool = False) -> TaskSplits:
+def ctc_task(
+    corpus, *, n_bins: int | None = None, seed: int = 0, progress: bool = False
+) -> TaskSplits:
     """Character recognition of whole utterances on unseen speakers (DS2 input).
 
     Args:
@@ -284,11 +339,14 @@ def ctc_task(corpus, *, n_bins: int | None = None, seed: int = 0, progress: bool
             raise ValueError(f"the corpus has no '{s}' utterances; use a larger corpus.")
         x, L = _pad(feats, idx)
         out[s] = TaskData(x, labels[idx], L, ll[idx], utts.iloc[idx].reset_index(drop=True))
-    return TaskSplits(**out, classes=list(ALPHABET), info={"task": "ctc", "split_by": "speaker",
-                                                            "n_bins": n_bins})
+    return TaskSplits(
+        **out, classes=list(ALPHABET), info={"task": "ctc", "split_by": "speaker", "n_bins": n_bins}
+    )
 
 
-def reconstruction_task(corpus, *, n_mels: int = 40, seed: int = 0, progress: bool = False) -> TaskSplits:
+def reconstruction_task(
+    corpus, *, n_mels: int = 40, seed: int = 0, progress: bool = False
+) -> TaskSplits:
     """Whole utterances as per-utterance-normalised log-Mel frames (Transformer pretraining).
 
     Returns:
@@ -306,4 +364,6 @@ def reconstruction_task(corpus, *, n_mels: int = 40, seed: int = 0, progress: bo
             raise ValueError(f"the corpus has no '{s}' utterances; use a larger corpus.")
         x, L = _pad(feats, idx)
         out[s] = TaskData(x, None, L, None, utts.iloc[idx].reset_index(drop=True))
-    return TaskSplits(**out, info={"task": "reconstruction", "split_by": "speaker", "n_mels": n_mels})
+    return TaskSplits(
+        **out, info={"task": "reconstruction", "split_by": "speaker", "n_mels": n_mels}
+    )

@@ -25,8 +25,6 @@ import numpy as np
 import optax
 import pandas as pd
 from flax import serialization
-from tqdm.auto import tqdm
-
 from geomjax.models._config import config_to_dict
 from geomjax.models.checkpoint import (
     _restore_raw,
@@ -40,6 +38,7 @@ from geomjax.models.ctc import ALPHABET, BLANK, cer, ctc_loss, decode_labels, we
 from geomjax.models.ds2 import ds2_output_lengths
 from geomjax.models.transformer import mockingjay_mask, stack_frames
 from geomjax.models.zoo import SEQUENCE_MODELS, _as_key, build_model, init_variables, model_name
+from tqdm.auto import tqdm
 
 __all__ = ["TaskData", "TrainResult", "TASKS", "train", "evaluate", "make_optimizer"]
 
@@ -75,7 +74,9 @@ class TaskData:
         self.inputs = np.asarray(self.inputs)
         n = self.inputs.shape[0] if self.inputs.ndim else 0
         if self.inputs.ndim < 2 or n == 0:
-            raise ValueError(f"`inputs` must be a non-empty (N, ...) array; got shape {self.inputs.shape}.")
+            raise ValueError(
+                f"`inputs` must be a non-empty (N, ...) array; got shape {self.inputs.shape}."
+            )
         if not np.all(np.isfinite(self.inputs)):
             raise ValueError("`inputs` contains NaN/inf values.")
         for nm in ("labels", "lengths", "label_lengths"):
@@ -84,7 +85,9 @@ class TaskData:
                 continue
             v = np.asarray(v)
             if v.shape[:1] != (n,):
-                raise ValueError(f"`{nm}` has {v.shape[:1]} rows but `inputs` has {n}; they must match.")
+                raise ValueError(
+                    f"`{nm}` has {v.shape[:1]} rows but `inputs` has {n}; they must match."
+                )
             if not np.issubdtype(v.dtype, np.integer):
                 raise TypeError(f"`{nm}` must be integers; got dtype {v.dtype}.")
             setattr(self, nm, v.astype(np.int32))
@@ -92,7 +95,9 @@ class TaskData:
             if self.inputs.ndim != 3:
                 raise ValueError("`lengths` applies to (N, T, F) sequence inputs only.")
             if self.lengths.min() < 1 or self.lengths.max() > self.inputs.shape[1]:
-                raise ValueError(f"`lengths` must lie in 1..{self.inputs.shape[1]} (the padded length).")
+                raise ValueError(
+                    f"`lengths` must lie in 1..{self.inputs.shape[1]} (the padded length)."
+                )
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -102,7 +107,9 @@ class TaskData:
         idx = np.asarray(idx)
         g = lambda a: None if a is None else a[idx]  # noqa: E731
         meta = None if self.meta is None else self.meta.iloc[idx].reset_index(drop=True)
-        return TaskData(self.inputs[idx], g(self.labels), g(self.lengths), g(self.label_lengths), meta)
+        return TaskData(
+            self.inputs[idx], g(self.labels), g(self.lengths), g(self.label_lengths), meta
+        )
 
 
 def _check_data(task: str, data: TaskData, what: str, n_classes: int | None, seq: bool):
@@ -112,12 +119,16 @@ def _check_data(task: str, data: TaskData, what: str, n_classes: int | None, seq
         if data.labels is None or data.labels.ndim != 1:
             raise ValueError(f"`{what}.labels` must be (N,) integer classes for classification.")
         if data.labels.min() < 0 or (n_classes is not None and data.labels.max() >= n_classes):
-            raise ValueError(f"`{what}.labels` must lie in 0..{n_classes - 1 if n_classes else 'C-1'}.")
+            raise ValueError(
+                f"`{what}.labels` must lie in 0..{n_classes - 1 if n_classes else 'C-1'}."
+            )
     elif task == "ctc":
         if data.labels is None or data.labels.ndim != 2 or data.label_lengths is None:
             raise ValueError(f"`{what}` needs (N, S) `labels` and `label_lengths` for CTC.")
     if seq and data.inputs.ndim != 3:
-        raise ValueError(f"`{what}.inputs` must be (N, T, F) for a sequence model; got {data.inputs.shape}.")
+        raise ValueError(
+            f"`{what}.inputs` must be (N, T, F) for a sequence model; got {data.inputs.shape}."
+        )
 
 
 @dataclass
@@ -140,18 +151,26 @@ class TrainResult:
 
 
 def make_optimizer(
-    optimizer: str, learning_rate: float, steps_per_epoch: int, lr_decay: float = 1.0,
-    weight_decay: float = 0.0, grad_clip: float | None = None,
+    optimizer: str,
+    learning_rate: float,
+    steps_per_epoch: int,
+    lr_decay: float = 1.0,
+    weight_decay: float = 0.0,
+    grad_clip: float | None = None,
 ) -> optax.GradientTransformation:
     """optax optimiser: ``"adam"``, ``"adamw"`` or ``"sgd"`` (Nesterov momentum 0.9, as DS2 v2.0),
     learning rate multiplied by ``lr_decay`` after every epoch, optional global-norm clipping."""
-    sched = optax.exponential_decay(learning_rate, max(steps_per_epoch, 1), lr_decay, staircase=True)
+    sched = optax.exponential_decay(
+        learning_rate, max(steps_per_epoch, 1), lr_decay, staircase=True
+    )
     if optimizer == "adam":
         tx = optax.adam(sched)
     elif optimizer == "adamw":
         tx = optax.adamw(sched, weight_decay=weight_decay)
     elif optimizer == "sgd":
-        tx = optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(sched, momentum=0.9, nesterov=True))
+        tx = optax.chain(
+            optax.add_decayed_weights(weight_decay), optax.sgd(sched, momentum=0.9, nesterov=True)
+        )
     else:
         raise ValueError(f"`optimizer` must be 'adam', 'adamw' or 'sgd'; got {optimizer!r}.")
     if grad_clip:
@@ -174,7 +193,9 @@ def _loss_and_stats(model, task, variables, batch, key, train):
     if train:
         kw = {"rngs": {"dropout": k_drop}}
         if has_bn:
-            (out, _), upd = model.apply(variables, inp, L, train=True, mutable=["batch_stats"], **kw)
+            (out, _), upd = model.apply(
+                variables, inp, L, train=True, mutable=["batch_stats"], **kw
+            )
             new_bs = upd["batch_stats"]
         else:
             out, _ = model.apply(variables, inp, L, train=True, **kw)
@@ -215,7 +236,12 @@ def _make_steps(model, task, tx):
         updates, opt_state = tx.update(g, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         stats.pop("best", None)
-        return {"params": params, "batch_stats": bs, "opt_state": opt_state, "step": state["step"] + 1}, stats
+        return {
+            "params": params,
+            "batch_stats": bs,
+            "opt_state": opt_state,
+            "step": state["step"] + 1,
+        }, stats
 
     def eval_step(variables, batch, key):
         return _loss_and_stats(model, task, variables, batch, key, False)[1][0]
@@ -228,7 +254,11 @@ def _batch(data: TaskData, idx, seq: bool, bucket: int | None, n_pad: int = 0):
     b = {"x": x}
     w = np.ones(len(idx), np.float32)
     if seq:
-        L = data.lengths[idx] if data.lengths is not None else np.full(len(idx), x.shape[1], np.int32)
+        L = (
+            data.lengths[idx]
+            if data.lengths is not None
+            else np.full(len(idx), x.shape[1], np.int32)
+        )
         if bucket:
             Tb = min(x.shape[1], int(math.ceil(L.max() / bucket) * bucket))
             b["x"] = x[:, :Tb]
@@ -244,16 +274,32 @@ def _batch(data: TaskData, idx, seq: bool, bucket: int | None, n_pad: int = 0):
     return {k: jnp.asarray(v) for k, v in b.items()}
 
 
-def evaluate(model: nn.Module, variables, data: TaskData, *, batch_size: int = 256, key=0,
-             bucket: int | None = None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    variables,
+    data: TaskData,
+    *,
+    batch_size: int = 256,
+    key=0,
+    bucket: int | None = None,
+) -> dict[str, float]:
     """Eval-mode metrics of ``model`` on ``data``.
 
     Returns ``loss`` plus ``accuracy`` (classification), ``cer``/``wer`` (CTC, greedy decoding) or
     the masked L1 ``loss`` only (reconstruction, masks drawn from ``key``).
     """
     name = model_name(model)
-    return _evaluate(model, TASKS[name], _make_eval(model, TASKS[name]), variables, data, batch_size,
-                     _as_key(key), name in SEQUENCE_MODELS, bucket)
+    return _evaluate(
+        model,
+        TASKS[name],
+        _make_eval(model, TASKS[name]),
+        variables,
+        data,
+        batch_size,
+        _as_key(key),
+        name in SEQUENCE_MODELS,
+        bucket,
+    )
 
 
 _EVAL_CACHE: dict = {}
@@ -281,7 +327,7 @@ def _evaluate(model, task, eval_step, variables, data, batch_size, key, seq, buc
         if task == "ctc":
             best = np.asarray(st["best"])[: len(idx)]
             Lo = np.asarray(ds2_output_lengths(data.lengths[idx]))
-            for row, n in zip(best, Lo):
+            for row, n in zip(best, Lo, strict=False):
                 row = row[:n]
                 keep = np.ones(len(row), bool)
                 keep[1:] = row[1:] != row[:-1]
@@ -331,7 +377,8 @@ def train(
 
     Args:
         key: ``jax.random.key`` or int seed: initialisation, shuffling, dropout and masking.
-        model_name: ``"word_cnn"``, ``"ds2"``, ``"speaker_cnn"``, ``"phone_mlp"``, ``"transformer"``.
+        model_name: ``"word_cnn"``, ``"ds2"``, ``"speaker_cnn"``, ``"phone_mlp"`` or
+            ``"transformer"``.
         train_data: training split.
         val_data: validation split, evaluated after every epoch (and at epoch 0).
         epochs: total epochs of the run.
@@ -372,13 +419,18 @@ def train(
     if val_data is not None:
         _check_data(task, val_data, "val_data", n_classes, seq)
     if len(train_data) < batch_size:
-        raise ValueError(f"`batch_size`={batch_size} exceeds the {len(train_data)} training samples.")
-    model = build_model(model_name, preset, n_classes=n_classes if task != "reconstruct" else None,
-                        **(config or {}))
+        raise ValueError(
+            f"`batch_size`={batch_size} exceeds the {len(train_data)} training samples."
+        )
+    model = build_model(
+        model_name, preset, n_classes=n_classes if task != "reconstruct" else None, **(config or {})
+    )
     steps_per_epoch = len(train_data) // batch_size
     if max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, int(max_steps_per_epoch))
-    tx = make_optimizer(optimizer, learning_rate, steps_per_epoch, lr_decay, weight_decay, grad_clip)
+    tx = make_optimizer(
+        optimizer, learning_rate, steps_per_epoch, lr_decay, weight_decay, grad_clip
+    )
     k_init, k_run = jax.random.split(key)
 
     ckpt_dir = Path(ckpt_dir)
@@ -391,27 +443,40 @@ def train(
         "input_shape": [None, *train_data.inputs.shape[1:]],
         "input_dtype": str(train_data.inputs.dtype),
         "sequence": seq,
-        "optimizer": {"name": optimizer, "learning_rate": learning_rate, "lr_decay": lr_decay,
-                      "weight_decay": weight_decay, "grad_clip": grad_clip},
+        "optimizer": {
+            "name": optimizer,
+            "learning_rate": learning_rate,
+            "lr_decay": lr_decay,
+            "weight_decay": weight_decay,
+            "grad_clip": grad_clip,
+        },
         "batch_size": batch_size,
         "steps_per_epoch": steps_per_epoch,
         "length_bucket": length_bucket,
         "key_data": _key_data(key),
         "n_train": len(train_data),
-        "versions": {"jax": jax.__version__, "flax": __import__("flax").__version__, "optax": optax.__version__},
+        "versions": {
+            "jax": jax.__version__,
+            "flax": __import__("flax").__version__,
+            "optax": optax.__version__,
+        },
     }
     info_path = ckpt_dir / "run.json"
     existing = list_checkpoints(ckpt_dir)
     if existing and info_path.exists():
         old = json.loads(info_path.read_text())
-        diff = [k for k in info if k != "versions" and old.get(k) != json.loads(json.dumps(info[k]))]
+        diff = [
+            k for k in info if k != "versions" and old.get(k) != json.loads(json.dumps(info[k]))
+        ]
         if diff:
             raise ValueError(
                 f"`ckpt_dir` {ckpt_dir!s} holds a different run (differs in {diff}); "
                 "use a new directory or the same settings to resume."
             )
     elif existing:
-        raise ValueError(f"`ckpt_dir` {ckpt_dir!s} has checkpoints but no run.json; use a new directory.")
+        raise ValueError(
+            f"`ckpt_dir` {ckpt_dir!s} has checkpoints but no run.json; use a new directory."
+        )
     atomic_write_bytes(info_path, json.dumps(info, indent=1).encode())
 
     x0 = jnp.asarray(train_data.inputs[:1])
@@ -431,7 +496,9 @@ def train(
         raw = _restore_raw(path)
         state["params"] = restore_into(state["params"], raw["variables"]["params"], "params")
         if state["batch_stats"]:
-            state["batch_stats"] = restore_into(state["batch_stats"], raw["variables"]["batch_stats"], "batch_stats")
+            state["batch_stats"] = restore_into(
+                state["batch_stats"], raw["variables"]["batch_stats"], "batch_stats"
+            )
         state["opt_state"] = restore_into(state["opt_state"], raw["opt_state"], "optimiser state")
         state["step"] = jnp.asarray(int(raw["step"]), jnp.int32)
         start = last + 1
@@ -447,25 +514,41 @@ def train(
 
     def finish_epoch(epoch, train_stats, seconds):
         nonlocal metrics
-        row = {"epoch": epoch, "step": int(state["step"]),
-               "lr": float(learning_rate * lr_decay ** max(epoch - 1, 0)) if epoch else float("nan")}
+        row = {
+            "epoch": epoch,
+            "step": int(state["step"]),
+            "lr": float(learning_rate * lr_decay ** max(epoch - 1, 0)) if epoch else float("nan"),
+        }
         row["train_loss"] = train_stats.get("loss", float("nan"))
         if task == "classify":
             row["train_accuracy"] = train_stats.get("accuracy", float("nan"))
         if val_data is not None:
-            ev = _evaluate(model, task, eval_step, variables_of(state), val_data, eval_batch_size,
-                           k_eval, seq, length_bucket)
+            ev = _evaluate(
+                model,
+                task,
+                eval_step,
+                variables_of(state),
+                val_data,
+                eval_batch_size,
+                k_eval,
+                seq,
+                length_bucket,
+            )
             row.update({f"val_{k}": v for k, v in ev.items()})
         row["epoch_seconds"] = seconds
         metrics = pd.concat([metrics, pd.DataFrame([row])], ignore_index=True)
         # metrics first, then the checkpoint: a crash in between only repeats this epoch on resume
         atomic_write_bytes(ckpt_dir / "metrics.csv", metrics.to_csv(index=False).encode())
-        save_checkpoint(ckpt_dir, epoch, {
-            "epoch": epoch,
-            "step": int(state["step"]),
-            "variables": variables_of(state),
-            "opt_state": serialization.to_state_dict(state["opt_state"]),
-        })
+        save_checkpoint(
+            ckpt_dir,
+            epoch,
+            {
+                "epoch": epoch,
+                "step": int(state["step"]),
+                "variables": variables_of(state),
+                "opt_state": serialization.to_state_dict(state["opt_state"]),
+            },
+        )
 
     if start == 0:
         finish_epoch(0, {}, 0.0)
@@ -479,8 +562,12 @@ def train(
         k_ep = jax.random.fold_in(k_run, epoch)
         perm = np.asarray(jax.random.permutation(k_ep, N))
         tot = {"loss_sum": 0.0, "n": 0.0, "correct": 0.0}
-        bar = tqdm(range(steps_per_epoch), disable=not progress, desc=f"{model_name} epoch {epoch}/{epochs}",
-                   leave=False)
+        bar = tqdm(
+            range(steps_per_epoch),
+            disable=not progress,
+            desc=f"{model_name} epoch {epoch}/{epochs}",
+            leave=False,
+        )
         for s in bar:
             idx = perm[s * batch_size : (s + 1) * batch_size]
             batch = _batch(train_data, idx, seq, length_bucket)

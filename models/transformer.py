@@ -13,7 +13,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from geomjax.models._common import as_input, full_lengths, masked_zero, sequence_mask
 from geomjax.models._config import TransformerConfig
 
@@ -29,7 +28,7 @@ def sinusoidal_positions(max_len: int, d: int) -> np.ndarray:
 
 
 def stack_frames(x, lengths, r: int):
-    """Stack ``r`` consecutive frames: ``(B, T, F) -> (B, ceil(T/r), r F)``; lengths ``ceil(L/r)``."""
+    """Stack ``r`` frames: ``(B, T, F) -> (B, ceil(T/r), r F)``; lengths ``ceil(L/r)``."""
     B, T, F = x.shape
     Tr = -(-T // r)
     x = jnp.pad(x, ((0, 0), (0, Tr * r - T), (0, 0)))
@@ -78,7 +77,8 @@ def mockingjay_mask(key, x, lengths, downsample: int = 1, mask_prob: float = 0.1
 class TransformerEncoder(nn.Module):
     """Mockingjay-style encoder returning the reconstruction of the stacked input frames.
 
-    Call: ``recon, acts = model.apply(variables, x, lengths, train=False)`` with ``x`` ``(B, T, F)``.
+    Call: ``recon, acts = model.apply(variables, x, lengths, train=False)``;
+    ``x`` is ``(B, T, F)``.
     ``recon`` is ``(B, T_R, R F)`` (compare with :func:`stack_frames` of the clean input);
     ``acts`` holds ``input`` (the normalised input embedding) and ``layer1``..``layerN``, each
     ``(B, T_R, d_model)`` with padded steps zeroed, and ``recon``. Training with dropout needs
@@ -115,7 +115,10 @@ class TransformerEncoder(nn.Module):
         attn_mask = nn.make_attention_mask(mask, mask)
         for i in range(cfg.layers):
             a = nn.MultiHeadDotProductAttention(
-                num_heads=cfg.heads, dropout_rate=cfg.dropout, deterministic=det, param_dtype=pd,
+                num_heads=cfg.heads,
+                dropout_rate=cfg.dropout,
+                deterministic=det,
+                param_dtype=pd,
                 name=f"layer{i + 1}_attn",
             )(h, h, mask=attn_mask)
             a = nn.Dropout(cfg.dropout, deterministic=det)(a)

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
-
 from geomjax.models._common import as_input
 from geomjax.models._config import WordCNNConfig
 
 __all__ = ["WordCNN", "local_response_norm"]
 
 
-def local_response_norm(x, depth_radius: int = 2, bias: float = 1.0, alpha: float = 1e-3, beta: float = 0.75):
+def local_response_norm(
+    x, depth_radius: int = 2, bias: float = 1.0, alpha: float = 1e-3, beta: float = 0.75
+):
     """TensorFlow's ``tf.nn.local_response_normalization`` over the channel (last) axis.
 
     ``out[..., d] = x[..., d] / (bias + alpha * sum_{d'=d-r}^{d+r} x[..., d']**2) ** beta``.
@@ -49,9 +50,12 @@ class WordCNN(nn.Module):
         if x.ndim == 3:
             x = x[..., None]
         acts = {}
-        for i, (c, k, s, pool) in enumerate(zip(cfg.channels, cfg.kernels, cfg.strides, cfg.pools)):
+        layers = zip(cfg.channels, cfg.kernels, cfg.strides, cfg.pools, strict=True)
+        for i, (c, k, s, pool) in enumerate(layers):
             n = i + 1
-            x = nn.Conv(c, (k, k), strides=(s, s), padding="SAME", param_dtype=pd, name=f"conv{n}")(x)
+            x = nn.Conv(c, (k, k), strides=(s, s), padding="SAME", param_dtype=pd, name=f"conv{n}")(
+                x
+            )
             use_norm = cfg.norm != "none" and i in cfg.norm_layers
             if use_norm and not cfg.norm_after_relu:
                 x = self._norm(x, train, n)

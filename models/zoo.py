@@ -11,14 +11,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
-
 from geomjax.models._config import MODEL_NAMES, get_config
 from geomjax.models.ds2 import DeepSpeech2, ds2_output_lengths
 from geomjax.models.phone_mlp import PhoneMLP
 from geomjax.models.speaker_cnn import SpeakerCNN
 from geomjax.models.transformer import TransformerEncoder
 from geomjax.models.word_cnn import WordCNN
+from tqdm.auto import tqdm
 
 __all__ = [
     "MODEL_CLASSES",
@@ -43,7 +42,9 @@ MODEL_CLASSES: dict[str, type[nn.Module]] = {
 SEQUENCE_MODELS = ("ds2", "speaker_cnn", "transformer")
 
 
-def build_model(name: str, preset: str = "cpu", n_classes: int | None = None, **overrides) -> nn.Module:
+def build_model(
+    name: str, preset: str = "cpu", n_classes: int | None = None, **overrides
+) -> nn.Module:
     """A Flax module by name and preset.
 
     Args:
@@ -59,7 +60,9 @@ def build_model(name: str, preset: str = "cpu", n_classes: int | None = None, **
     """
     if n_classes is not None:
         if name == "transformer":
-            raise ValueError("`n_classes` does not apply to 'transformer' (it reconstructs its input).")
+            raise ValueError(
+                "`n_classes` does not apply to 'transformer' (it reconstructs its input)."
+            )
         if int(n_classes) < 1:
             raise ValueError(f"`n_classes` must be >= 1; got {n_classes}.")
         overrides["n_classes"] = int(n_classes)
@@ -72,7 +75,9 @@ def model_name(model: nn.Module) -> str:
     for k, cls in MODEL_CLASSES.items():
         if type(model) is cls:
             return k
-    raise TypeError(f"`model` must be one of the zoo's modules {list(MODEL_NAMES)}; got {type(model).__name__}.")
+    raise TypeError(
+        f"`model` must be one of the zoo's modules {list(MODEL_NAMES)}; got {type(model).__name__}."
+    )
 
 
 def init_variables(key, model: nn.Module, example_inputs, lengths=None) -> dict:
@@ -87,7 +92,9 @@ def init_variables(key, model: nn.Module, example_inputs, lengths=None) -> dict:
     key = _as_key(key)
     x = jnp.asarray(example_inputs)
     lengths = None if lengths is None else jnp.asarray(lengths)
-    variables = jax.jit(functools.partial(model.init, train=False))({"params": key, "dropout": key}, x, lengths)
+    variables = jax.jit(functools.partial(model.init, train=False))(
+        {"params": key, "dropout": key}, x, lengths
+    )
     return dict(variables)
 
 
@@ -113,7 +120,9 @@ def count_params(variables, exclude_batchnorm: bool = False) -> int:
     total = 0
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         names = [getattr(p, "key", str(p)) for p in path]
-        if exclude_batchnorm and any("bn" in str(n) or str(n).startswith("norm") for n in names[:-1]):
+        if exclude_batchnorm and any(
+            "bn" in str(n) or str(n).startswith("norm") for n in names[:-1]
+        ):
             continue
         total += int(np.prod(leaf.shape))
     return total
@@ -167,7 +176,7 @@ class Activations:
         return np.arange(T)[None, :] < self.lengths[name][:, None]
 
     def frames(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Valid steps of a sequence layer stacked as rows: ``(n_frames, F)`` and each row's sample index."""
+        """Valid steps of a sequence layer as rows ``(n_frames, F)`` and their sample index."""
         m = self.mask(name)
         if m is None:
             raise ValueError(f"layer {name!r} is not a sequence layer; use `layers[{name!r}]`.")
@@ -176,7 +185,7 @@ class Activations:
         return a[idx].reshape(len(idx[0]), -1), idx[0]
 
     def pooled(self, name: str) -> np.ndarray:
-        """Mean over valid steps for sequence layers, flattened features otherwise: ``(n_samples, F)``."""
+        """Mean over valid steps (sequence layers) or flattened features: ``(n_samples, F)``."""
         a = self.layers[name]
         m = self.mask(name)
         if m is None:
@@ -235,9 +244,13 @@ def activations(
     if lengths is not None:
         lengths = np.asarray(lengths, np.int32)
         if lengths.shape != (N,):
-            raise ValueError(f"`lengths` must have shape ({N},) to match `inputs`; got {lengths.shape}.")
+            raise ValueError(
+                f"`lengths` must have shape ({N},) to match `inputs`; got {lengths.shape}."
+            )
         if seq and (lengths.min() < 1 or lengths.max() > x.shape[1]):
-            raise ValueError(f"`lengths` must lie in 1..{x.shape[1]} (the padded length of `inputs`).")
+            raise ValueError(
+                f"`lengths` must lie in 1..{x.shape[1]} (the padded length of `inputs`)."
+            )
     elif seq:
         lengths = np.full((N,), x.shape[1], np.int32)
     fn, order = _eval_fn(model)
@@ -260,9 +273,15 @@ def activations(
     if layers is not None:
         missing = sorted(set(layers) - set(chunks))
         if missing:
-            raise ValueError(f"`layers` names unknown layer(s) {missing}; available: {sorted(acts)}.")
+            raise ValueError(
+                f"`layers` names unknown layer(s) {missing}; available: {sorted(acts)}."
+            )
     acts_np = {k: np.concatenate(chunks[k]) for k in order if k in chunks}
-    lens = {k: np.asarray(v) for k, v in layer_lengths(model, lengths if seq else None).items() if k in acts_np}
+    lens = {
+        k: np.asarray(v)
+        for k, v in layer_lengths(model, lengths if seq else None).items()
+        if k in acts_np
+    }
     return Activations(acts_np, lens, np.concatenate(outs))
 
 

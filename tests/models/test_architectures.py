@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from geomjax import models as M
 from geomjax.models.ds2 import BiRNN
 from geomjax.models.word_cnn import local_response_norm
+
+from geomjax import models as M
 
 
 def _shapes(name, preset, x_shape, lengths=None, **kw):
@@ -26,9 +26,18 @@ def test_word_cnn_paper_table():
     _, v, (logits, acts) = _shapes("word_cnn", "paper", (2, 256, 256))
     assert M.count_params(v, exclude_batchnorm=True) == 30_718_475
     assert M.count_params(v) == 30_718_475 + 2 * (96 + 256)  # BN scale + bias at norm1, norm2
-    want = {"conv1": (86, 86, 96), "pool1": (43, 43, 96), "conv2": (22, 22, 256),
-            "pool2": (11, 11, 256), "conv3": (11, 11, 512), "conv4": (11, 11, 1024),
-            "conv5": (11, 11, 512), "pool5": (6, 6, 512), "fc6": (1024,), "fctop": (587,)}
+    want = {
+        "conv1": (86, 86, 96),
+        "pool1": (43, 43, 96),
+        "conv2": (22, 22, 256),
+        "pool2": (11, 11, 256),
+        "conv3": (11, 11, 512),
+        "conv4": (11, 11, 1024),
+        "conv5": (11, 11, 512),
+        "pool5": (6, 6, 512),
+        "fc6": (1024,),
+        "fctop": (587,),
+    }
     assert set(acts) == set(want)
     for k, s in want.items():
         assert acts[k].shape == (2, *s), k
@@ -53,7 +62,9 @@ def test_ds2_paper_counts_and_shapes():
 
 @pytest.mark.parametrize("n_spk", [100, 7])
 def test_speaker_cnn_paper_counts(n_spk):
-    _, v, (logits, acts) = _shapes("speaker_cnn", "paper", (2, 200, 40), [200, 120], n_classes=n_spk)
+    _, v, (logits, acts) = _shapes(
+        "speaker_cnn", "paper", (2, 200, 40), [200, 120], n_classes=n_spk
+    )
     assert M.count_params(v) == 15_166_700 - 601 * 100 + 601 * n_spk
     assert acts["pool"].shape == (2, 3000)
     assert acts["conv2"].shape == (2, 100, 1000)
@@ -95,8 +106,18 @@ def test_activations_complete_and_masked(name, rng):
     a = M.activations(m, v, x, L, batch_size=3)  # last batch padded
     assert set(a.names) == set(acts)
     if name == "word_cnn":  # the model's layer order, not jit's sorted keys
-        assert a.names == ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5",
-                           "fc6", "fctop"]
+        assert a.names == [
+            "conv1",
+            "pool1",
+            "conv2",
+            "pool2",
+            "conv3",
+            "conv4",
+            "conv5",
+            "pool5",
+            "fc6",
+            "fctop",
+        ]
     np.testing.assert_allclose(a.output, np.asarray(out), rtol=1e-5, atol=1e-5)
     for k in acts:
         np.testing.assert_allclose(a.layers[k], np.asarray(acts[k]), rtol=1e-5, atol=1e-5)
@@ -114,7 +135,9 @@ def test_activations_complete_and_masked(name, rng):
         _, acts1 = apply(v, x[i : i + 1, : L[i]], L[i : i + 1])
         for k, lens in a.lengths.items():
             n = int(lens[i])
-            np.testing.assert_allclose(np.asarray(acts1[k])[0, :n], a.layers[k][i, :n], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(
+                np.asarray(acts1[k])[0, :n], a.layers[k][i, :n], rtol=1e-4, atol=1e-5
+            )
     else:
         assert a.lengths == {}
 
@@ -134,9 +157,14 @@ def test_birnn_matches_flax_gru(rng):
         bi = p["input_bias"][d * 3 * H : (d + 1) * 3 * H]
         kh = p["hidden_kernel"][d]
         g = lambda a, j: a[..., j * H : (j + 1) * H]  # noqa: E731
-        return {"ir": {"kernel": g(ki, 0), "bias": g(bi, 0)}, "iz": {"kernel": g(ki, 1), "bias": g(bi, 1)},
-                "in": {"kernel": g(ki, 2), "bias": g(bi, 2)}, "hr": {"kernel": g(kh, 0)},
-                "hz": {"kernel": g(kh, 1)}, "hn": {"kernel": g(kh, 2), "bias": p["hidden_bias"][d]}}
+        return {
+            "ir": {"kernel": g(ki, 0), "bias": g(bi, 0)},
+            "iz": {"kernel": g(ki, 1), "bias": g(bi, 1)},
+            "in": {"kernel": g(ki, 2), "bias": g(bi, 2)},
+            "hr": {"kernel": g(kh, 0)},
+            "hz": {"kernel": g(kh, 1)},
+            "hn": {"kernel": g(kh, 2), "bias": p["hidden_bias"][d]},
+        }
 
     ref = 0
     for d, rev in [(0, False), (1, True)]:
@@ -159,8 +187,14 @@ def test_lrn_matches_definition(rng):
 
 def test_avg_pool_excludes_padding():
     """On a constant input the SAME average pool stays constant at the borders (TF semantics)."""
-    m = M.build_model("word_cnn", "tiny", n_classes=3, pools=(None, None, None, None, "avg"),
-                      strides=(1, 1, 1, 1, 1), norm="none")
+    m = M.build_model(
+        "word_cnn",
+        "tiny",
+        n_classes=3,
+        pools=(None, None, None, None, "avg"),
+        strides=(1, 1, 1, 1, 1),
+        norm="none",
+    )
     x = jnp.ones((1, 7, 7))
     v = M.init_variables(0, m, x)
     v = jax.tree.map(jnp.zeros_like, v)

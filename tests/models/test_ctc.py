@@ -23,8 +23,11 @@ def _collapse(path):
 def _brute_ctc(logits, T, label):
     lp = log_softmax(logits[:T], axis=-1)
     K = logits.shape[-1]
-    terms = [lp[np.arange(T), list(p)].sum() for p in itertools.product(range(K), repeat=T)
-             if _collapse(p) == tuple(label)]
+    terms = [
+        lp[np.arange(T), list(p)].sum()
+        for p in itertools.product(range(K), repeat=T)
+        if _collapse(p) == tuple(label)
+    ]
     return -logsumexp(terms) if terms else np.inf
 
 

@@ -34,9 +34,13 @@ def test_word_and_speaker_tasks(corpus):
 
     s = tasks.speaker_task(corpus, heldout_words=0.4)
     assert s.train.inputs.shape[1:] == (201, 40)
-    assert set(s.train.meta["word"]).isdisjoint(set(s.test.meta["word"]) | set(s.valid.meta["word"]))
+    assert set(s.train.meta["word"]).isdisjoint(
+        set(s.test.meta["word"]) | set(s.valid.meta["word"])
+    )
     assert s.n_classes == corpus.utterances["speaker"].nunique()
-    assert np.array_equal(np.asarray(s.classes)[s.test.labels], s.test.meta["speaker"].astype(str).to_numpy())
+    assert np.array_equal(
+        np.asarray(s.classes)[s.test.labels], s.test.meta["speaker"].astype(str).to_numpy()
+    )
     with pytest.raises(ValueError, match="label"):
         tasks.speaker_task(corpus, label="age")
 

@@ -8,9 +8,9 @@ import os
 import jax
 import numpy as np
 import pytest
+from geomjax.models import checkpoint as ckmod
 
 from geomjax import models as M
-from geomjax.models import checkpoint as ckmod
 
 
 def _classify_data(rng, n=192, d=253, k=4):
@@ -29,13 +29,25 @@ def _seq_data(rng, n=48, T=40, F=20, k=3):
 
 def _leaves_equal(a, b):
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(np.asarray(u), np.asarray(v)) for u, v in zip(la, lb))
+    return len(la) == len(lb) and all(
+        np.array_equal(np.asarray(u), np.asarray(v)) for u, v in zip(la, lb, strict=False)
+    )
 
 
 def test_phone_mlp_learns_and_checkpoints(tmp_path, rng):
     d = _classify_data(rng)
-    res = M.train(0, "phone_mlp", d, d, epochs=3, ckpt_dir=tmp_path / "r", preset="tiny",
-                  batch_size=32, learning_rate=1e-2, progress=False)
+    res = M.train(
+        0,
+        "phone_mlp",
+        d,
+        d,
+        epochs=3,
+        ckpt_dir=tmp_path / "r",
+        preset="tiny",
+        batch_size=32,
+        learning_rate=1e-2,
+        progress=False,
+    )
     m = res.metrics
     assert m["epoch"].tolist() == [0, 1, 2, 3]
     assert m["val_loss"].iloc[-1] < 0.7 * m["val_loss"].iloc[0]
@@ -57,7 +69,9 @@ def test_phone_mlp_learns_and_checkpoints(tmp_path, rng):
 def test_resume_continues_the_same_run(tmp_path, rng):
     """2 epochs straight == 1 epoch, 'interrupted', then resumed to 2 (BN and dropout included)."""
     d = _classify_data(rng, n=96)
-    kw = dict(preset="tiny", batch_size=32, progress=False, config={"batch_norm": True, "dropout": 0.2})
+    kw = dict(
+        preset="tiny", batch_size=32, progress=False, config={"batch_norm": True, "dropout": 0.2}
+    )
     full = M.train(3, "phone_mlp", d, d, epochs=2, ckpt_dir=tmp_path / "a", **kw)
     M.train(3, "phone_mlp", d, d, epochs=1, ckpt_dir=tmp_path / "b", **kw)
     resumed = M.train(3, "phone_mlp", d, d, epochs=2, ckpt_dir=tmp_path / "b", **kw)
@@ -91,13 +105,22 @@ def test_checkpoint_is_plain_msgpack(tmp_path):
     """Checkpoints hold only msgpack data (no pickle opcodes), and a mismatched file is refused."""
     import msgpack
 
-    M.save_checkpoint(tmp_path, 2, {"variables": {"params": {"w": np.ones((2, 3), np.float32)}}, "step": 5})
+    M.save_checkpoint(
+        tmp_path, 2, {"variables": {"params": {"w": np.ones((2, 3), np.float32)}}, "step": 5}
+    )
     raw = (tmp_path / "epoch_0002.msgpack").read_bytes()
     obj = msgpack.unpackb(raw, raw=False, strict_map_key=False)  # plain msgpack decoding
     assert obj["step"] == 5
-    (tmp_path / "run.json").write_text(json.dumps({
-        "model": "phone_mlp", "config": M.config_to_dict(M.get_config("phone_mlp", "tiny")),
-        "input_shape": [None, 253], "sequence": False}))
+    (tmp_path / "run.json").write_text(
+        json.dumps(
+            {
+                "model": "phone_mlp",
+                "config": M.config_to_dict(M.get_config("phone_mlp", "tiny")),
+                "input_shape": [None, 253],
+                "sequence": False,
+            }
+        )
+    )
     with pytest.raises((ValueError, KeyError)):
         M.load_checkpoint(tmp_path, 2)
 
@@ -106,7 +129,10 @@ def test_checkpoint_is_plain_msgpack(tmp_path):
 def test_few_steps_lower_the_loss(name, tmp_path, rng):
     if name == "word_cnn":
         y = rng.integers(0, 3, 48).astype(np.int32)
-        x = rng.normal(size=(48, 16, 24)).astype(np.float32) + 1.5 * y[:, None, None] * (np.arange(16) < 6)[:, None]
+        x = (
+            rng.normal(size=(48, 16, 24)).astype(np.float32)
+            + 1.5 * y[:, None, None] * (np.arange(16) < 6)[:, None]
+        )
         data = M.TaskData(x, y)
     elif name == "speaker_cnn":
         x, y, L = _seq_data(rng)
@@ -117,14 +143,24 @@ def test_few_steps_lower_the_loss(name, tmp_path, rng):
         x = rng.normal(size=(24, 48, 21)).astype(np.float32)
         for i, t in enumerate(texts):  # a character-dependent pattern in time
             for j, c in enumerate(t):
-                x[i, 8 + 12 * j : 14 + 12 * j, :10 if c == "A" else 10:] += 2.0
+                x[i, 8 + 12 * j : 14 + 12 * j, : 10 if c == "A" else 10 :] += 2.0
         data = M.TaskData(x, lab, np.full(24, 48, np.int32), ll)
     else:
         x, _, L = _seq_data(rng, n=32)
         x = np.cumsum(x, axis=1) / 4  # smooth in time: masked frames are predictable
         data = M.TaskData(x.astype(np.float32), lengths=L)
-    res = M.train(0, name, data, data, epochs=2, ckpt_dir=tmp_path, preset="tiny", batch_size=8,
-                  learning_rate=3e-3, progress=False)
+    res = M.train(
+        0,
+        name,
+        data,
+        data,
+        epochs=2,
+        ckpt_dir=tmp_path,
+        preset="tiny",
+        batch_size=8,
+        learning_rate=3e-3,
+        progress=False,
+    )
     m = res.metrics
     assert m["val_loss"].iloc[-1] < m["val_loss"].iloc[0], m
     assert np.all(np.isfinite(m["train_loss"].iloc[1:]))
@@ -141,8 +177,14 @@ def test_train_rejects_bad_input(tmp_path, rng):
     with pytest.raises(ValueError, match="labels"):
         M.train(0, "phone_mlp", d, M.TaskData(d.inputs, d.labels + 10), epochs=1, ckpt_dir=tmp_path)
     with pytest.raises(ValueError, match="CTC"):
-        M.train(0, "ds2", M.TaskData(rng.normal(size=(8, 10, 5)), np.zeros(8, np.int32)), epochs=1,
-                ckpt_dir=tmp_path, batch_size=4)
+        M.train(
+            0,
+            "ds2",
+            M.TaskData(rng.normal(size=(8, 10, 5)), np.zeros(8, np.int32)),
+            epochs=1,
+            ckpt_dir=tmp_path,
+            batch_size=4,
+        )
     with pytest.raises(ValueError, match="rows"):
         M.TaskData(np.zeros((4, 3)), np.zeros(5, np.int32))
     with pytest.raises(ValueError, match="NaN"):
