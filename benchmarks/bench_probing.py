@@ -188,8 +188,9 @@ def main(argv=None) -> int:
         signal=0.6 if not args.smoke else 2.0)
     ntr = int(0.8 * args.n_samples)
     st = gp.fit_standardizer(x[:ntr])
-    xtr = np.ascontiguousarray(np.asarray(st(x[:ntr]), np.float32))
-    xte = np.ascontiguousarray(np.asarray(st(x[ntr:]), np.float32))
+    # writable C-ordered float32 copies (torch refuses read-only buffers)
+    xtr = np.array(st(x[:ntr]), dtype=np.float32, order="C")
+    xte = np.array(st(x[ntr:]), dtype=np.float32, order="C")
     ytr, yte = y[:ntr].astype(np.int64), y[ntr:].astype(np.int64)
     del x
     d = xtr.shape[1]

@@ -12,7 +12,8 @@ analysis" family (Dalvi et al., AAAI 2019), in pure JAX:
 * ranking -- :func:`neuron_ordering`, :func:`top_neurons`, :func:`bottom_neurons`,
   :func:`top_neurons_hard_threshold`, :func:`random_neurons`, :func:`layer_distribution`;
 * ablation -- :func:`ablation_masks`, :func:`evaluate_masks`, :func:`minimal_neuron_set`;
-* controls -- :func:`majority_baseline`, :func:`control_labels`, :func:`selectivity`,
+* controls -- :func:`majority_baseline`, :func:`random_init_baseline`,
+  :func:`control_labels`, :func:`selectivity`,
   :func:`redundant_layers`, :func:`correlation_clusters`, :func:`independent_neurons`;
 * verification -- :func:`cosine_scores`, :func:`eer` ("min-gap" convention), :func:`min_dcf`;
 * :func:`paper_pipeline` -- the whole protocol in one compiled call, with tidy tables.
@@ -32,6 +33,7 @@ from geomjax.probing._controls import (
     independent_neurons,
     majority_baseline,
     neuron_correlation,
+    random_init_baseline,
     redundant_layers,
     redundant_subsets,
     selectivity,
@@ -80,7 +82,8 @@ from geomjax.probing._verification import (
 __all__ = [
     "PAPER_FRACTIONS", "MinimalSet", "ablation_masks", "evaluate_masks", "minimal_neuron_set",
     "select_minimal", "control_labels", "correlation_clusters", "independent_neurons",
-    "majority_baseline", "neuron_correlation", "redundant_layers", "redundant_subsets",
+    "majority_baseline", "random_init_baseline", "neuron_correlation", "redundant_layers",
+    "redundant_subsets",
     "selectivity", "LayerIndex", "Standardizer", "concat_layers", "fit_standardizer",
     "pool_frames", "stack_layers", "standardize", "Scores", "accuracy", "confusion_matrix",
     "macro_f1", "mcc", "scores", "PipelineResult", "paper_pipeline", "Probe", "fit_probe",

@@ -24,6 +24,7 @@ from geomjax._checks import as_array, check_finite, check_rank
 
 __all__ = [
     "majority_baseline",
+    "random_init_baseline",
     "control_labels",
     "selectivity",
     "redundant_layers",
@@ -42,6 +43,23 @@ def majority_baseline(y_train, y_test, n_classes: int | None = None):
         n_classes = int(max(int(y_train.max()), int(y_test.max()))) + 1
     counts = jnp.bincount(y_train, length=n_classes)
     return jnp.mean(y_test == jnp.argmax(counts))
+
+
+def random_init_baseline(key, x_train, y_train, x_test, y_test, **probe_kwargs):
+    """'R.INIT': test accuracy of the same probe trained on features of a randomly initialised
+    model (extract ``x_train``/``x_test`` from the untrained network; standardise as usual).
+
+    ``probe_kwargs`` go to :func:`~geomjax.probing.fit_probes`; returns the test
+    :class:`~geomjax.probing.Scores`.
+    """
+    from geomjax.probing._metrics import scores
+    from geomjax.probing._probe import fit_probes, predict
+
+    n_classes = probe_kwargs.pop("n_classes", None)
+    if n_classes is None:
+        n_classes = int(max(np.max(y_train), np.max(y_test))) + 1
+    sol = fit_probes(key, x_train, y_train, n_classes=n_classes, **probe_kwargs)
+    return scores(jnp.asarray(y_test), predict(sol.value, jnp.asarray(x_test)), n_classes)
 
 
 @partial(jax.jit, static_argnames=("n_groups",))

@@ -27,7 +27,7 @@ from geomjax._types import pytree_dataclass, result_dtype
 from geomjax.probing._ablation import PAPER_FRACTIONS, select_minimal
 from geomjax.probing._features import LayerIndex
 from geomjax.probing._metrics import Scores, scores
-from geomjax.probing._probe import Probe, _adam_loop, _ce, _init, _l2, probe_kkt_residual
+from geomjax.probing._probe import Probe, _adam_loop, _ce, _init, probe_kkt_residual
 from geomjax.probing._ranking import _ordering, random_k_neurons
 
 __all__ = ["PipelineResult", "paper_pipeline"]
@@ -152,76 +152,106 @@ def _layer_view(x, widths):
     return x[:, cols]
 
 
-def _sum_l2(w, l2):
-    return jax.vmap(lambda a: _l2(a, l2))(w).sum()
+def _chunked_adam(key, x, labels, chunks, users, init_full, lam1, lam2, lr, *, n_classes, ps):
+    """Several probes on column chunks of ``x``, trained in one Adam loop.
+
+    Probe ``p`` sees the chunks ``j`` with ``p in users[j]``; its logits are the sum over its
+    chunks. Each minibatch is gathered once and each chunk is read once per pass, by one matmul
+    that serves all its users (``(n, w_j) x (w_j, |users_j| C)``), so probes that share columns
+    share the memory traffic. The losses are separable and Adam is elementwise, so every probe
+    follows exactly the trajectory it would follow alone.
+
+    Args:
+        labels: ``(P, N)`` labels per probe.
+        chunks: static ``((start, end), ...)`` column ranges.
+        users: static tuple per chunk of the probe ids using it.
+        init_full: ``init_full(p, j) -> (C, w_j)`` initial weights of probe ``p`` on chunk ``j``.
+
+    Returns:
+        ``(weights per chunk (|users_j|, C, w_j), biases (P, C))``.
+    """
+    n_probes = labels.shape[0]
+    k_init, k_shuf = jax.random.split(key)
+    ws = tuple(jnp.stack([init_full(k_init, p, j) for p in u]) for j, u in enumerate(users))
+    bias = jnp.stack([init_full(k_init, p, None) for p in range(n_probes)])
+    l2 = ps["l2"]
+    sel = [[(j, r) for j, u in enumerate(users) for r, q in enumerate(u) if q == p]
+           for p in range(n_probes)]
+
+    def loss_fn(params, ib, vb):
+        ws, bias = params
+        xb = x[ib]
+        yb = labels[:, ib]
+        z = [bias[p] for p in range(n_probes)]
+        for j, ((s, e), u) in enumerate(zip(chunks, users, strict=True)):
+            zj = jnp.einsum("nd,kcd->knc", xb[:, s:e], ws[j], precision=_HI)
+            for r, p in enumerate(u):
+                z[p] = z[p] + zj[r]
+        loss = jax.vmap(_ce, in_axes=(0, 0, None))(jnp.stack(z), yb, vb).sum()
+        loss += lam1 * sum(jnp.abs(w).sum() for w in ws)
+        if l2 == "squared":
+            return loss + lam2 * sum(jnp.sum(w * w) for w in ws)
+        for p in range(n_probes):  # unsquared: one Frobenius norm per probe over its chunks
+            sq = sum(jnp.sum(ws[j][r] ** 2) for j, r in sel[p])
+            pos = sq > 0
+            loss += lam2 * jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+        return loss
+
+    params, _ = _adam_loop(k_shuf, x.shape[0], (ws, bias), loss_fn, lr, epochs=ps["epochs"],
+                           batch_size=ps["batch_size"], shuffle=ps["shuffle"], dtype=x.dtype)
+    return params
 
 
 def _train_all_and_layers(key, x, ys, lam1, lam2, lr, *, widths, n_classes, ps):
-    """ALL probes for every label set in ``ys`` (K, N) and the layer-wise probes on ``ys[0]``,
-    trained in one Adam loop that gathers each minibatch once. The losses are separable and Adam
-    is elementwise, so every probe follows exactly the trajectory it would follow alone
-    (``fit_probes`` with the same key; layer probes as on the padded ``(L, N, H_max)`` layout)."""
-    n, d = x.shape
-    k_init, k_shuf = jax.random.split(key)
+    """ALL probes for every label set in ``ys`` (K, N) and the layer-wise probes on ``ys[0]``
+    in one loop (chunks = layers; chunk ``l`` serves the K ALL probes and layer probe ``l``).
+    Each probe follows the trajectory of ``fit_probes`` with the same key (layer probes as on
+    the padded ``(L, N, H_max)`` layout)."""
+    d = x.shape[1]
     n_lab = ys.shape[0]
-    hmax = max(widths)
+    n_layers, hmax = len(widths), max(widths)
     off = np.concatenate([[0], np.cumsum(widths)]).astype(int)
-    pa = _init(k_init, d, n_classes, x.dtype, ps["init"])
-    pl = _init(k_init, hmax, n_classes, x.dtype, ps["init"])
-    params = (
-        jnp.broadcast_to(pa.weights.T, (n_lab, n_classes, d)),
-        jnp.broadcast_to(pa.bias, (n_lab, n_classes)),
-        # one (C, H_l) block per layer: static column slices of the minibatch, no padding
-        tuple(pl.weights.T[:, :w] for w in widths),
-        tuple(pl.bias for _ in widths),
-    )
-    l2 = ps["l2"]
+    chunks = tuple((int(off[i]), int(off[i + 1])) for i in range(n_layers))
+    users = tuple(tuple(range(n_lab)) + (n_lab + i,) for i in range(n_layers))
+    labels = jnp.concatenate([ys, jnp.broadcast_to(ys[0], (n_layers, ys.shape[1]))])
 
-    def batch_loss(p, ib, vb):
-        wa, ba, wl, bl = p
-        xb = x[ib]
-        yb = ys[:, ib]
-        za = jnp.einsum("nd,kcd->knc", xb, wa, precision=_HI) + ba[:, None, :]
-        loss = jax.vmap(_ce, in_axes=(0, 0, None))(za, yb, vb).sum()
-        loss += lam1 * jnp.abs(wa).sum() + lam2 * _sum_l2(wa, l2)
-        for i, (w, b) in enumerate(zip(wl, bl, strict=False)):
-            z = jnp.einsum("nd,cd->nc", xb[:, off[i] : off[i + 1]], w, precision=_HI) + b
-            loss += _ce(z, yb[0], vb) + lam1 * jnp.abs(w).sum() + lam2 * _l2(w, l2)
-        return loss
+    def init_full(k, p, j):
+        full = _init(k, d if p < n_lab else hmax, n_classes, x.dtype, ps["init"])
+        if j is None:
+            return full.bias
+        w = full.weights.T  # (C, D_p)
+        return w[:, off[j] : off[j + 1]] if p < n_lab else w[:, : widths[j]]
 
-    (wa, ba, wl, bl), _ = _adam_loop(
-        k_shuf, n, params, batch_loss, lr, epochs=ps["epochs"], batch_size=ps["batch_size"],
-        shuffle=ps["shuffle"], dtype=x.dtype)
-    probes = Probe(jnp.swapaxes(wa, 1, 2), ba)
-    layers = Probe(jnp.stack([jnp.pad(w.T, ((0, hmax - w.shape[1]), (0, 0))) for w in wl]),
-                   jnp.stack(bl))
-    return probes, layers
+    ws, bias = _chunked_adam(key, x, labels, chunks, users, init_full, lam1, lam2, lr,
+                             n_classes=n_classes, ps=ps)
+    wa = jnp.concatenate([w[:n_lab] for w in ws], axis=2)  # (K, C, D)
+    probes = Probe(jnp.swapaxes(wa, 1, 2), bias[:n_lab])
+    wl = jnp.stack([jnp.pad(w[n_lab].T, ((0, hmax - w.shape[2]), (0, 0))) for w in ws])
+    return probes, Probe(wl, bias[n_lab:])
 
 
 def _train_prefixes(key, x_ord, y, counts, lam1, lam2, lr, *, n_classes, ps):
-    """Probes on the first ``counts[f]`` columns of the ordered features, one Adam loop sharing
-    the minibatch gather. Same trajectories as ``fit_probes`` with the matching feature masks
-    (zero init); only ``sum(counts)`` columns are touched instead of ``len(counts) * D``."""
-    n, _ = x_ord.shape
-    k_init, k_shuf = jax.random.split(key)
-    params = tuple(
-        (lambda p0: (p0.weights.T, p0.bias))(_init(k_init, int(c), n_classes, x_ord.dtype,
-                                                   ps["init"]))
-        for c in counts)
-    l2 = ps["l2"]
+    """Probes on the first ``counts[f]`` columns of the ordered features (nested prefixes), one
+    loop: chunk ``j`` = columns ``counts[j-1]:counts[j]`` serves probes ``f >= j``. Same
+    trajectories as ``fit_probes`` with the matching feature masks (zero init); the columns are
+    read once per pass instead of once per probe. With ``init="torch"`` a probe on ``n_f``
+    neurons starts from ``U(+-1/sqrt(n_f))``, like NeuroX retraining on the filtered columns."""
+    bounds = (0,) + tuple(int(c) for c in counts)
+    chunks = tuple((bounds[j], bounds[j + 1]) for j in range(len(counts)))
+    users = tuple(tuple(range(j, len(counts))) for j in range(len(counts)))
+    labels = jnp.broadcast_to(y, (len(counts), y.shape[0]))
 
-    def batch_loss(p, ib, vb):
-        xb = x_ord[ib]
-        yb = y[ib]
-        loss = 0.0
-        for (w, b), c in zip(p, counts, strict=False):
-            z = jnp.einsum("nd,cd->nc", xb[:, : int(c)], w, precision=_HI) + b
-            loss += _ce(z, yb, vb) + lam1 * jnp.abs(w).sum() + lam2 * _l2(w, l2)
-        return loss
+    def init_full(k, p, j):
+        full = _init(k, int(counts[p]), n_classes, x_ord.dtype, ps["init"])
+        if j is None:
+            return full.bias
+        return full.weights.T[:, bounds[j] : bounds[j + 1]]
 
-    params, _ = _adam_loop(k_shuf, n, params, batch_loss, lr, epochs=ps["epochs"],
-                           batch_size=ps["batch_size"], shuffle=ps["shuffle"], dtype=x_ord.dtype)
-    return params
+    ws, bias = _chunked_adam(key, x_ord, labels, chunks, users, init_full, lam1, lam2, lr,
+                             n_classes=n_classes, ps=ps)
+    # probe f: concatenate its pieces from chunks 0..f
+    return tuple((jnp.concatenate([ws[j][f - j] for j in range(f + 1)], axis=1), bias[f])
+                 for f in range(len(counts)))
 
 
 def _core(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, lam1, lam2, lr, *, n_classes, widths,
@@ -335,6 +365,10 @@ def paper_pipeline(
             (Adam protocol, see :func:`fit_probes`).
         stride: ordering mass steps (1000 = 0.1 %); ablation_fraction: kept share (0.2).
         fractions, delta: minimal-set grid and tolerance (fraction of accuracy).
+
+    All probes of one call share the minibatch order of their loop; the ALL, control and
+    layer-wise probes are trained in one loop and the minimal-set probes in a second one, each
+    probe exactly as :func:`fit_probes` would train it alone (the tests check this).
 
     Returns:
         :class:`PipelineResult`; leading axes ``(T, S)`` for batched tasks/seeds. ``.to_frame()``

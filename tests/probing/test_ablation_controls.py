@@ -94,6 +94,16 @@ def test_selectivity_near_zero_on_random_features():
     assert abs(accs[0] - 1 / 3) < 4 * np.sqrt((1 / 3) * (2 / 3) / n)
 
 
+def test_random_init_baseline_is_near_chance(planted):
+    xtr, ytr, xte, yte, _, _ = planted
+    rng = np.random.default_rng(9)
+    s = gp.random_init_baseline(jax.random.key(0), rng.standard_normal(xtr.shape), ytr,
+                                rng.standard_normal(xte.shape), yte, lam1=1e-2, lam2=1e-2,
+                                mode="converged")
+    maj = float(gp.majority_baseline(ytr, yte))
+    assert float(s.accuracy) < maj + 4 * np.sqrt(0.25 / len(yte))
+
+
 def test_majority_and_redundancy():
     assert float(gp.majority_baseline([0, 1, 1, 2], [1, 1, 0, 2])) == 0.5
     red = gp.redundant_layers([0.5, 0.89, 0.91, 0.95], 0.92, threshold=0.02)
