@@ -77,8 +77,7 @@ def bench_features(audio, n_ref: int, repeat: int, batch_size: int = 512):
         if not err < _TOL[kind]:
             raise AssertionError(f"{kind}: geomjax and librosa disagree (max |diff| {err:.3g} >= "
                                  f"{_TOL[kind]}); no speed is reported for a wrong answer.")
-        out, tm = time_call(lambda: featurize(audio, kind, batch_size=batch_size),
-                            repeat=repeat)
+        out, tm = time_call(featurize, audio, kind, batch_size=batch_size, repeat=repeat)
         rows.append({
             "front end": kind, "clips": n, "shape": "x".join(map(str, out.shape[1:])),
             "geomjax_s": round(tm.wall_s, 2), "geomjax first call_s": round(tm.first_call_s, 2),

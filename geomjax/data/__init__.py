@@ -10,7 +10,8 @@ Public API (everything here is importable as ``geomjax.data.<name>``)::
                             voice, channel, snr_db, split (train/valid/test by speaker), source
     corpus.words            DataFrame: utt, word_index, word, pos (Penn tag), start, end (samples
                             within the utterance) + speaker, gender, accent, channel, split
-    corpus.phones           DataFrame: utt, phone_index, word_index, phone (IPA), start, end + labels
+    corpus.phones           DataFrame: utt, phone_index, word_index, phone (IPA), start, end
+                            + labels
     corpus.chars            DataFrame: utt, word_index, char, start, end + labels
     corpus.speakers         DataFrame: speaker, gender, accent, variant, voice, pitch, rate, ...
     corpus.word_segments(seed=0, duration=2.0, jitter=0.1) -> (audio (n, 32000), table)

@@ -42,7 +42,7 @@ SNRS_DB = (0, 5, 10, 20)
 _SOX_FORMAT = {"gsm": ("gsm", []), "amr-nb": ("amr-nb", ["-C", "0"])}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sox_supports(fmt: str) -> bool:
     sox = shutil.which("sox")
     if sox is None:
@@ -67,7 +67,7 @@ def available_channels() -> tuple[str, ...]:
     return tuple(c for c in CHANNELS if c not in _SOX_FORMAT or _sox_supports(c))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _band_sos():
     return ss.butter(4, [300.0, 3400.0], btype="bandpass", fs=SR, output="sos")
 

@@ -67,6 +67,27 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GEOMJAX_CACHE_DIR", Path.home() / ".cache" / "geomjax"))
 
 
+def _rng_from_key(key) -> np.random.Generator:
+    """A NumPy Generator derived from a JAX PRNG key (typed or raw) or an int seed."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        if key < 0:
+            raise ValueError(f"`key` as an int seed must be >= 0; got {key}.")
+        return np.random.default_rng(int(key))
+    import jax
+
+    try:
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key = jax.random.key_data(key)
+        data = np.asarray(key)
+    except (AttributeError, TypeError) as e:
+        raise TypeError(f"`key` must be a jax.random.key / PRNGKey or an int; got "
+                        f"{type(key).__name__}.") from e
+    if not np.issubdtype(data.dtype, np.integer):
+        raise TypeError(f"`key` must be a jax.random.key / PRNGKey or an int; got dtype "
+                        f"{data.dtype}.")
+    return np.random.default_rng(data.astype(np.uint64).ravel().tolist())
+
+
 @dataclass
 class SpeechCorpus:
     """Utterances with aligned labels.
@@ -156,12 +177,13 @@ class SpeechCorpus:
             out[s: s + batch] = np.where(ok, self.audio[idx], 0.0)
         return out
 
-    def word_segments(self, seed: int = 0, duration: float = 2.0, jitter: float = 0.1,
+    def word_segments(self, seed=0, duration: float = 2.0, jitter: float = 0.1,
                       content_only: bool = True, rows=None) -> tuple[np.ndarray, pd.DataFrame]:
         """2-s (``duration``) windows centred on word tokens (the word-CNN / speaker-CNN input).
 
         Args:
-            seed: NumPy seed of the centre jitter (uniform in +/- ``jitter`` seconds).
+            seed: an int seed or a ``jax.random.key`` for the centre jitter (uniform in +/-
+                ``jitter`` seconds).
             duration: window length in seconds.
             jitter: maximum centre shift in seconds.
             content_only: keep nouns, verbs, adjectives and adverbs only (and unknown-POS words
@@ -177,7 +199,7 @@ class SpeechCorpus:
         if content_only and rows is None:
             w = w[w["pos"].isin(["NN", "VBD", "JJ", "RB", ""])]
         n = int(round(duration * self.sample_rate))
-        rng = np.random.default_rng(seed)
+        rng = _rng_from_key(seed)
         shift = np.round(rng.uniform(-jitter, jitter, len(w)) * self.sample_rate).astype(np.int64)
         centre = ((w["start"].to_numpy() + w["end"].to_numpy()) // 2).astype(np.int64) + shift
         audio = self.windows(w["utt"].to_numpy(), centre, n)
@@ -376,7 +398,7 @@ def _build(cfg: dict, progress: bool) -> SpeechCorpus:
         y = _to16k(u.audio, u.sample_rate)
         k = len(utt_rows)
 
-        def at(v, n=y.size):
+        def at(v, n=y.size, scale=scale):
             return min(int(round(v * scale)), n)
 
         bounds = [w[2] for w in u.words] + [len(u.phones)]

@@ -50,7 +50,9 @@ def _check_audio(audio, name="audio"):
     if hasattr(audio, "detach") and hasattr(audio, "numpy"):
         audio = audio.detach().cpu().numpy()
     if not hasattr(audio, "dtype") or not hasattr(audio, "shape"):
-        raise TypeError(f"`{name}` must be an array of waveform samples; got {type(audio).__name__}.")
+        raise TypeError(
+            f"`{name}` must be an array of waveform samples; got {type(audio).__name__}."
+        )
     if jnp.issubdtype(audio.dtype, jnp.integer) or audio.dtype == bool:
         raise TypeError(
             f"`{name}` has dtype {audio.dtype}; pass floating-point samples in [-1, 1] "
@@ -75,7 +77,7 @@ def n_frames(n_samples: int, hop: int = 160, win: int = 400, center: bool = True
     return max(0, 1 + (int(n_samples) - win) // hop)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _window(kind: str, win_length: int, n_fft: int) -> np.ndarray:
     import scipy.signal
 
@@ -121,7 +123,7 @@ def stft_magnitude(audio, n_fft: int = 400, hop: int = 160, win_length: int | No
                  float(power))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mel_matrix(n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
     import librosa
 
@@ -160,7 +162,7 @@ def log_mel(audio, n_mels: int = 23, n_fft: int = 400, hop: int = 160,
                     None if fmax is None else float(fmax), bool(center), float(log_offset))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dct_matrix(n_in: int, n_out: int) -> np.ndarray:
     import scipy.fft
 
@@ -231,7 +233,7 @@ def _erb_inv(e):
     return (10 ** (e / 21.4) - 1) / 0.00437
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def erb_filters(n_fft: int, n_channels: int = 256, fmin: float = 50.0,
                 fmax: float = 8000.0) -> tuple[np.ndarray, np.ndarray]:
     """Half-cosine filters equally spaced on the ERB-number scale (pycochleagram's design).
@@ -254,7 +256,7 @@ def erb_filters(n_fft: int, n_channels: int = 256, fmin: float = 50.0,
     return h, _erb_inv(centres)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _band_plan(L: int, n_channels: int, fmin: float, fmax: float, n_out: int):
     """Per-channel band bins of the one-sided spectrum, the analytic-signal weights on them,
     and the reduced FFT length the envelopes are computed at."""

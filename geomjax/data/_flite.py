@@ -7,7 +7,8 @@ the same generators.
 
 Alignments come from ``flite -psdur`` (each phone with its end time; ``pau`` is silence).
 Word boundaries are found by splitting the sentence's phone sequence with each word's own phone
-count (one flite run per voice over the comma-separated vocabulary); an utterance whose counts do not add up is skipped and
+count (one flite run per voice over the comma-separated vocabulary); an utterance whose
+counts do not add up is skipped and
 listed in ``info["skipped"]``. Phones are ARPAbet, mapped to IPA (General American) so that they
 share the espeak corpus's symbols.
 """

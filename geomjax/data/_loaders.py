@@ -61,7 +61,9 @@ def read_timit_alignment(path) -> list[tuple[int, int, str]]:
 def _pick(cols, names, override):
     if override is not None:
         if override not in cols:
-            raise ValueError(f"column {override!r} is not in the data set (columns: {sorted(cols)}).")
+            raise ValueError(
+                f"column {override!r} is not in the data set (columns: {sorted(cols)})."
+            )
         return override
     return next((c for c in names if c in cols), None)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from geomjax.data._corpus import SpeechCorpus
+from geomjax.data._corpus import SpeechCorpus, _rng_from_key
 
 __all__ = ["LABEL_TYPES", "ManifoldSet", "sample_manifolds"]
 
@@ -39,27 +39,9 @@ LABEL_TYPES: dict[str, tuple[str, str, str | None, float]] = {
 }
 _CONSTRAINT_KEY = {"distinct_speakers": "speaker", "distinct_words": "word",
                    "distinct_utterances": "utt", None: None}
-
-
-def _rng_from_key(key) -> np.random.Generator:
-    """A NumPy Generator derived from a JAX PRNG key (typed or raw) or an int seed."""
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        if key < 0:
-            raise ValueError(f"`key` as an int seed must be >= 0; got {key}.")
-        return np.random.default_rng(int(key))
-    import jax
-
-    try:
-        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-            key = jax.random.key_data(key)
-        data = np.asarray(key)
-    except (AttributeError, TypeError) as e:
-        raise TypeError(f"`key` must be a jax.random.key / PRNGKey or an int; got "
-                        f"{type(key).__name__}.") from e
-    if not np.issubdtype(data.dtype, np.integer):
-        raise TypeError(f"`key` must be a jax.random.key / PRNGKey or an int; got dtype "
-                        f"{data.dtype}.")
-    return np.random.default_rng(data.astype(np.uint64).ravel().tolist())
+# soft versions: any class with M examples qualifies; examples are spread over as many
+# different speakers/words/utterances as the class has (round robin)
+_PREFER = {f"prefer_{k}": v for k, v in _CONSTRAINT_KEY.items() if k}
 
 
 @dataclass
@@ -165,7 +147,11 @@ def sample_manifolds(key, corpus: SpeechCorpus, label_type: str = "word", n_clas
         n_examples: M >= 2.
         constraint: "distinct_speakers" (every example of a class from a different speaker),
             "distinct_words" (different words), "distinct_utterances", ``None``, or "default"
-            (distinct words for speakers, distinct speakers otherwise).
+            (distinct words for speakers, distinct speakers otherwise). The soft forms
+            "prefer_distinct_speakers" / "prefer_distinct_words" / "prefer_distinct_utterances"
+            accept any class with M examples and spread the examples over as many different
+            speakers / words / utterances as the class has (e.g. speaker manifolds with M larger
+            than the vocabulary).
         window: window length in seconds (default 2.0 for word-level types, 0.125 s for
             phonemes and characters).
         jitter: maximum random shift of the window centre in seconds (default 0.1 for
@@ -189,9 +175,9 @@ def sample_manifolds(key, corpus: SpeechCorpus, label_type: str = "word", n_clas
     tier, col, default_constraint, default_window = LABEL_TYPES[label_type]
     if constraint == "default":
         constraint = default_constraint
-    if constraint not in _CONSTRAINT_KEY:
-        raise ValueError(f"`constraint` must be one of {list(_CONSTRAINT_KEY)} or 'default'; got "
-                         f"{constraint!r}.")
+    if constraint not in _CONSTRAINT_KEY and constraint not in _PREFER:
+        raise ValueError(f"`constraint` must be one of {list(_CONSTRAINT_KEY) + list(_PREFER)} "
+                         f"or 'default'; got {constraint!r}.")
     explicit = classes is not None
     if explicit:
         classes = [str(c) for c in classes]
@@ -223,7 +209,8 @@ def sample_manifolds(key, corpus: SpeechCorpus, label_type: str = "word", n_clas
         raise ValueError(f"the corpus has no {tier} units for label type {label_type!r}"
                          + (f" in split {split!r}" if split else "") + ".")
     units = units[units[col].astype(str) != ""] if label_type == "pos" else units
-    ckey = _CONSTRAINT_KEY[constraint]
+    ckey = _CONSTRAINT_KEY.get(constraint)
+    spread = _PREFER.get(constraint)
     counts = (units.groupby(col)[ckey].nunique() if ckey else units.groupby(col).size())
     counts.index = counts.index.astype(str)
     short = {c: int(k) for c, k in counts.items() if k < n_examples}
@@ -267,6 +254,11 @@ def sample_manifolds(key, corpus: SpeechCorpus, label_type: str = "word", n_clas
         if ckey:  # one random unit per constraint key, then M random keys
             one = g.iloc[rng.permutation(len(g))].drop_duplicates(ckey).sort_values(ckey)
             sel = one.iloc[np.sort(rng.choice(len(one), size=n_examples, replace=False))]
+        elif spread:  # round robin: the r-th pick of every key before any (r+1)-th
+            sh = g.iloc[rng.permutation(len(g))]
+            rank = sh.groupby(spread).cumcount().to_numpy()
+            sel = sh.iloc[np.argsort(rank, kind="stable")[:n_examples]]
+            sel = sel.sort_values([spread, "utt"], kind="stable")
         else:
             sel = g.iloc[np.sort(rng.choice(len(g), size=n_examples, replace=False))]
         sel = sel.assign(manifold=p, example=np.arange(n_examples), **{"class": cls})

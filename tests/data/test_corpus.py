@@ -103,7 +103,8 @@ def test_word_segments_and_frame_labels(tiny):
     r = tab.iloc[0]
     u = tiny.utterance(r.utt)
     lo = max(0, r.win_start)
-    np.testing.assert_array_equal(audio[0, lo - r.win_start: lo - r.win_start + 100], u[lo: lo + 100])
+    a0 = lo - r.win_start
+    np.testing.assert_array_equal(audio[0, a0: a0 + 100], u[lo: lo + 100])
     inv = tiny.phone_inventory(10)
     lab = tiny.frame_labels(0, "phone", classes=inv)
     assert lab.shape == (1 + int(tiny.utterances.n_samples[0]) // 160,)

@@ -41,7 +41,7 @@ CASES = [(log_mel, _ref_log_mel, 23), (mfcc, _ref_mfcc, 40), (ds2_spectrogram, _
 
 
 @pytest.mark.filterwarnings("ignore:n_fft=")
-@pytest.mark.parametrize("n", [32000, 16001, 3333, 401, 399, 50, 1])
+@pytest.mark.parametrize("n", [32000, 16001, 399, 1])
 @pytest.mark.parametrize("fn,ref,F", CASES, ids=["log_mel", "mfcc", "ds2"])
 def test_agrees_with_librosa_float64(fn, ref, F, n, rng):
     y = 0.1 * rng.standard_normal(n)
@@ -133,7 +133,7 @@ def test_cochleagram_matches_full_rate_envelopes(n, rng):
 def test_differentiable_and_jittable(rng):
     y = jnp.asarray(0.1 * rng.standard_normal(4000))
     for fn in (log_mel, mfcc, ds2_spectrogram, lambda a: cochleagram(a, 16, 20)):
-        g = jax.grad(lambda a: jnp.sum(fn(a)))(y)
+        g = jax.grad(lambda a, f=fn: jnp.sum(f(a)))(y)
         assert g.shape == y.shape and bool(jnp.all(jnp.isfinite(g)))
     eager = np.asarray(log_mel(y))
     jitted = np.asarray(jax.jit(log_mel)(y))

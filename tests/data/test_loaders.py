@@ -57,7 +57,8 @@ def test_parquet_hub_schema(parquet_fixture, signals, tmp_path):
     c = load_corpus(parquet_fixture, split="test", hf_cache_dir=tmp_path / "hf", progress=False)
     u = c.utterances
     assert len(c) == 3 and list(u["text"]) == ["HELLO WORLD", "GOOD DAY", "YES"]
-    assert list(u["speaker"]) == ["11", "12", "11"] and list(u["gender"]) == ["male", "female", "male"]
+    assert list(u["speaker"]) == ["11", "12", "11"]
+    assert list(u["gender"]) == ["male", "female", "male"]
     assert (u["split"] == "test").all()
     ref0 = soxr.resample(signals[0], 22050, 16000, quality="HQ")
     assert u["n_samples"][0] == ref0.size == 16000

@@ -13,7 +13,8 @@ def test_synthetic_manifolds_shape_seed_and_radius():
     assert not np.allclose(a, c)
     # the spread around each centre is about r * ||c|| (B z / sqrt(d) has unit expected norm^2)
     centres = a.mean(axis=1)
-    rel = np.linalg.norm(a - centres[:, None], axis=2).mean(axis=1) / np.linalg.norm(centres, axis=1)
+    spread = np.linalg.norm(a - centres[:, None], axis=2).mean(axis=1)
+    rel = spread / np.linalg.norm(centres, axis=1)
     assert np.all((rel > 0.3) & (rel < 0.7))
     # intrinsic dimension d: centred clouds have rank d
     assert np.linalg.matrix_rank(a[0] - centres[0]) == 4

@@ -28,7 +28,8 @@ def test_word_manifolds_balanced_and_distinct_speakers(tiny):
     assert np.array_equal(ms.labels, np.repeat(np.arange(4)[:, None], 6, 1))
     # audio matches the corpus window; the word sits in the middle (+/- jitter)
     r = t.iloc[7]
-    np.testing.assert_array_equal(ms.audio[1, 1], tiny.windows([r.utt], [r.win_start + 16000], L)[0])
+    want = tiny.windows([r.utt], [r.win_start + 16000], L)[0]
+    np.testing.assert_array_equal(ms.audio[1, 1], want)
     mid = (t["target_start"] + t["target_end"]) / 2
     assert (np.abs(mid - L / 2) <= 0.1 * 16000 + 1).all()
 
@@ -49,6 +50,20 @@ def test_speaker_manifolds_distinct_words(tiny):
     assert (t.groupby("manifold")["word"].nunique() == 5).all()
     assert (t.groupby("manifold")["speaker"].nunique() == 1).all()
     assert (t["speaker"] == t["class"]).all()
+
+
+def test_prefer_constraint_spreads_examples(tiny):
+    # 5 words per speaker at most in tiny: M=12 needs repeats, spread as evenly as possible
+    with pytest.raises(ValueError, match="distinct words"):
+        sample_manifolds(0, tiny, "speaker", 2, 12)
+    ms = sample_manifolds(0, tiny, "speaker", 2, 12, constraint="prefer_distinct_words")
+    for _, g in ms.table.groupby("manifold"):
+        n_words = tiny.words[(tiny.words.speaker == g.speaker.iloc[0])
+                             & tiny.words.pos.isin(["NN", "VBD", "JJ", "RB"])].word.nunique()
+        counts = g["word"].value_counts()
+        assert g["word"].nunique() == min(12, n_words)
+        assert counts.max() - counts.min() <= 1  # round robin
+    assert not ms.table.duplicated(["utt", "word_index"]).any()
 
 
 @pytest.mark.parametrize("lt", ["phoneme", "character", "pos", "gender", "channel"])
