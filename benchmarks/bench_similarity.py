@@ -207,6 +207,12 @@ def mem_available_gb() -> float:
 
 
 def _row(measure, impl, dtype, value, ref, t: Timing | None, ref_cpu, tol, note=""):
+    r = _row_dict(measure, impl, dtype, value, ref, t, ref_cpu, tol, note)
+    print("  ", " | ".join(str(v) for v in r.values()), flush=True)  # progress on long runs
+    return r
+
+
+def _row_dict(measure, impl, dtype, value, ref, t: Timing | None, ref_cpu, tol, note=""):
     d = abs(float(value) - float(ref)) if value is not None else float("nan")
     ok = d <= tol
     r = {
@@ -260,10 +266,12 @@ def bench_pair(args, sim, jnp):
 
     def run(measure, ref_fn, gj_fn, tol32, peers=()):
         ref_val, tr = time_call(ref_fn, repeat=1, warmup=False)
-        rows.append(_row(measure, "NumPy float64 reference", "f64", ref_val, ref_val, tr, tr.cpu_s, 1))
+        rows.append(
+            _row(measure, "NumPy float64 reference", "f64", ref_val, ref_val, tr, tr.cpu_s, 1)
+        )
         variants = (("f64", (jx64, jy64), 1e-6), ("f32", (jx32, jy32), tol32))
         for dt, (a, b), tol in variants[:1] if args.smoke else variants:
-            v, t = time_call(lambda: gj_fn(a, b), repeat=rep)
+            v, t = time_call(gj_fn, a, b, repeat=rep)
             rows.append(_row(measure, "geomjax", dt, v, ref_val, t, tr.cpu_s, tol))
         for name, dt, fn, tol in peers:
             try:
@@ -346,8 +354,8 @@ def bench_allpairs(args, sim, jnp, jax):
     add("NumPy stacked centred Grams", "f32", lambda: np_stacked_grams(xs32), 1e-4)
     add("NumPy stacked centred Grams", "f64", lambda: np_stacked_grams(xs64), 1e-6)
     rsa = load_rsatoolbox()
-    need_gb = nl * n * n * 8 * 6 / 2**30
-    if rsa is not None and mem_available_gb() > need_gb + 4:
+    need_gb = nl * n * n * 8 * 3.5 / 2**30  # RDMs plus its comparison copies (~8.4 GB at 12 x 5000)
+    if rsa is not None and mem_available_gb() > need_gb + 2:
         def rsa_all():
             rdms = rsa.rdm.calc_rdm([rsa.data.Dataset(a) for a in xs64], method="euclidean")
             return rsa.rdm.compare(rdms, rdms, method="cosine_cov")
@@ -437,12 +445,12 @@ def streaming_child(args):
     rss = peak_rss_mb()
     # in-memory checks on a subset (the first m batches, materialised only here)
     m = min(20, nb)
-    xs, ys = zip(*[batch(i) for i in range(m)])
+    xs, ys = zip(*[batch(i) for i in range(m)], strict=True)
     xs = [np.asarray(v, np.float64) for v in xs]
     ys = [np.asarray(v, np.float64) for v in ys]
     hs = np.zeros(3)
     per_batch = []
-    for xb, yb in zip(xs, ys):
+    for xb, yb in zip(xs, ys, strict=True):
         # float64 NumPy U-statistic per batch (feature-space form)
         xc, yc = xb - xb.mean(0), yb - yb.mean(0)
         rx, ry = np.sum(xc * xc, 1), np.sum(yc * yc, 1)
@@ -577,7 +585,7 @@ def main(argv=None) -> int:
     if "streaming" in sections:
         row, res, good = bench_streaming(args)
         ok &= good
-        md += [f"### Streaming minibatch CKA (data generated batch by batch)", "",
+        md += ["### Streaming minibatch CKA (data generated batch by batch)", "",
                md_table([row]), ""]
         print(md_table([row]), flush=True)
     if "epochs" in sections:
@@ -591,7 +599,8 @@ def main(argv=None) -> int:
                if importlib.util.find_spec(m) is None]
     md.append(
         "Ratios: reference (or peer) CPU seconds / geomjax CPU seconds on the same data in the "
-        "same process." + (f" Not importable here, skipped: {', '.join(missing)}." if missing else "")
+        "same process."
+        + (f" Not importable here, skipped: {', '.join(missing)}." if missing else "")
     )
     record(f"similarity ({device_name()})", "\n".join(md), smoke=args.smoke or args.no_record)
     return 0 if ok else 1
