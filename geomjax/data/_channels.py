@@ -40,6 +40,9 @@ SR = 16000
 CHANNELS = ("clean", "telephone", "gsm", "amr-nb", "reverb", "noise")
 SNRS_DB = (0, 5, 10, 20)
 _SOX_FORMAT = {"gsm": ("gsm", []), "amr-nb": ("amr-nb", ["-C", "0"])}
+# Decoder output lag in 8 kHz samples (measured by cross-correlation on speech with sox 14.4.2 /
+# opencore-amr: AMR-NB's 5 ms look-ahead); removed so that alignments stay valid.
+_CODEC_DELAY_8K = {"gsm": 0, "amr-nb": 40}
 
 
 @functools.cache
@@ -107,7 +110,8 @@ def codec_roundtrip(signals: list[np.ndarray], codec: str) -> list[np.ndarray]:
     """Telephone band + ``codec`` ("gsm" or "amr-nb") round trip via one sox call for all inputs.
 
     Utterances are concatenated at 8 kHz with 0.1 s of silence between them so codec frames never
-    straddle two utterances' speech; each output keeps its input length.
+    straddle two utterances' speech; the codec's look-ahead delay is removed and each output
+    keeps its input length, so alignments stay valid.
     """
     if codec not in _SOX_FORMAT:
         raise ValueError(f"`codec` must be one of {sorted(_SOX_FORMAT)}; got {codec!r}.")
@@ -131,8 +135,9 @@ def codec_roundtrip(signals: list[np.ndarray], codec: str) -> list[np.ndarray]:
     dec = subprocess.run([sox, "-D", "-q", "-t", fmt, "-", "-t", "raw", "-e", "signed", "-b", "16",
                           "-"], input=enc, capture_output=True, check=True).stdout
     y = np.frombuffer(dec, "<i2").astype(np.float32) / 32768.0
-    y = np.concatenate([y, np.zeros(max(0, pos - y.size), np.float32)])
-    return [_to16k(y[s: s + n], x.size) for (s, n), x in zip(spans, signals)]
+    d = _CODEC_DELAY_8K[codec]
+    y = np.concatenate([y, np.zeros(max(0, pos + d - y.size), np.float32)])
+    return [_to16k(y[s + d: s + d + n], x.size) for (s, n), x in zip(spans, signals, strict=True)]
 
 
 def room_impulse(rng: np.random.Generator, rt60: float) -> np.ndarray:

@@ -47,7 +47,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-CORPUS_VERSION = "1"
+CORPUS_VERSION = "2"
 LABEL_COLUMNS = ("speaker", "gender", "accent", "channel", "split")
 
 #: Corpus sizes: speakers, sentences per speaker, content-word vocabulary.

@@ -44,6 +44,7 @@ def test_small_supports_50_by_50_sets(small):
         ms = sample_manifolds(0, small, lt, P, 50)
         assert ms.audio.shape[:2] == (P, 50)
         assert (ms.table.groupby("manifold")["speaker"].nunique() == 50).all()
-    ms = sample_manifolds(0, small, "speaker", 50, 50, constraint="prefer_distinct_words")
+    ms = sample_manifolds(0, small, "speaker", 50, 50, constraint="prefer_distinct_words",
+                          content_only=False)
     assert (ms.table.groupby("manifold")["word"].nunique() >= 30).all()
     assert np.all(np.isfinite(ms.audio))
