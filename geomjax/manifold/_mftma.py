@@ -73,11 +73,10 @@ class AnchorGeometry:
     forms: str = "coded"
 
 
-def _per_sample(S, G, L, point_mask, t, kappa, solver):
-    """Anchor of one sample ``t`` (``(D+1,)``) on the reduced points ``S`` (``(M, D+1)``)."""
+def _prepare(S, G, point_mask, t, kappa):
+    """Right-hand side, max-projection vertex and warm start for one sample ``t`` (``(D+1,)``)."""
     dt = S.dtype
-    D1 = S.shape[1]
-    e = jnp.zeros(D1, dt).at[-1].set(1)
+    e = jnp.zeros(S.shape[1], dt).at[-1].set(1)
     c = jnp.matmul(S, t + kappa * e, precision=_HI)
     # Max-projection vertex over the first D coordinates (first index on ties).
     proj = jnp.where(point_mask, jnp.matmul(S[:, :-1], t[:-1], precision=_HI), -jnp.inf)
@@ -85,13 +84,62 @@ def _per_sample(S, G, L, point_mask, t, kappa, solver):
     s0 = S[i0]
     g = jnp.dot(t, s0, precision=_HI)
     x0 = jnp.zeros(S.shape[0], dt).at[i0].set(jnp.maximum(c[i0], 0) / G[i0, i0])
-    sol = nnls_gram(G, c, x0=x0, mask=point_mask, lipschitz=L, **solver)
-    w = jnp.matmul(sol.value, S, precision=_HI)  # t - v*
-    mass = w[-1]
-    tn = jnp.linalg.norm(t)
-    tol = jnp.sqrt(jnp.finfo(dt).eps) * (1 + tn)
+    return c, x0, s0, g
+
+
+def _anchor_from_solution(S, t, s0, g, x, kappa):
+    dt = S.dtype
+    w = jnp.matmul(x, S, precision=_HI)  # t - v* = S^T alpha
+    mass = w[-1]  # sum(alpha): the last row of S^T is all ones
+    tol = jnp.sqrt(jnp.finfo(dt).eps) * (1 + jnp.linalg.norm(t))
     interior = (g + kappa < 0) | (jnp.linalg.norm(w) <= tol)
-    s_t = jnp.where(interior, s0, w / jnp.where(interior, 1, mass))
+    return jnp.where(interior, s0, w / jnp.where(interior, 1, mass)), interior
+
+
+def _solve_samples(S, G, L, point_mask, T, kappa, solver):
+    """Anchors of a block of samples ``T`` (``(n, D+1)``).
+
+    Pass 1 runs the warm start and its active-set polish on every sample (exact for most).
+    Pass 2 gathers the samples still unconverged into a small buffer and iterates only those
+    (FISTA + polish), buffer after buffer, so the cost of a few hard samples is not paid by all.
+    Each sample's iterates do not depend on which buffer it lands in.
+    """
+    n = T.shape[0]
+    c, x0, s0, g = jax.vmap(lambda t: _prepare(S, G, point_mask, t, kappa))(T)
+    first = dict(solver, max_steps=0)
+    sol1 = jax.vmap(lambda cc, xx: nnls_gram(G, cc, x0=xx, mask=point_mask, lipschitz=L,
+                                             **first))(c, x0)
+    buf = max(1, min(n, max(8, n // 16)))
+    ar = jnp.arange(n)
+
+    def cond(st):
+        _, conv, _, _, tried = st
+        return jnp.any(~conv & ~tried)
+
+    def body(st):
+        x, conv, steps, res, tried = st
+        todo = ~conv & ~tried
+        pos = jnp.cumsum(todo) - 1
+        slot = jnp.where(todo & (pos < buf), pos, buf)
+        idx = jnp.zeros(buf, ar.dtype).at[slot].set(ar, mode="drop")
+        valid = jnp.zeros(buf, bool).at[slot].set(True, mode="drop")
+        sol = jax.vmap(lambda cc, xx: nnls_gram(G, cc, x0=xx, mask=point_mask, lipschitz=L,
+                                                **solver))(c[idx], x[idx])
+        dest = jnp.where(valid, idx, n)
+        x = x.at[dest].set(sol.value, mode="drop")
+        conv = conv.at[dest].set(sol.converged, mode="drop")
+        steps = steps.at[dest].set(sol.num_steps, mode="drop")
+        res = res.at[dest].set(sol.residual, mode="drop")
+        tried = tried.at[dest].set(True, mode="drop")
+        return x, conv, steps, res, tried
+
+    init = (sol1.value, sol1.converged, sol1.num_steps, sol1.residual, jnp.zeros(n, bool))
+    x, conv, steps, res, _ = lax.while_loop(cond, body, init)
+    sol = Solution(value=x, converged=conv, num_steps=steps, residual=res,
+                   settings=SolverSettings(rtol=solver["rtol"], atol=solver["atol"],
+                                           max_steps=solver["max_steps"], method="fista+polish"))
+    s_t, interior = jax.vmap(lambda t, a, b, xx: _anchor_from_solution(S, t, a, b, xx, kappa))(
+        T, s0, g, x)
     return s_t, interior, sol
 
 
@@ -134,7 +182,9 @@ def _anchor_geometry_core(S, t, kappa, point_mask, coord_mask, dim, forms, chunk
     L = jnp.linalg.eigvalsh(Gm)[-1]
     # Padded points never enter the solver (mask); give them a unit diagonal for the warm start.
     G = jnp.where(jnp.eye(G.shape[0], dtype=bool) & ~point_mask[:, None], 1, G)
-    f = jax.vmap(lambda tt: _per_sample(S, G, L, point_mask, tt, kappa, solver))
+    def f(tt):
+        return _solve_samples(S, G, L, point_mask, tt, kappa, solver)
+
     n_t = t.shape[0]
     if chunk_size is None or chunk_size >= n_t:
         s_t, interior, sol = f(t)
