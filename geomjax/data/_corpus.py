@@ -146,14 +146,13 @@ class SpeechCorpus:
             raise ValueError(f"`tier` must be one of {sorted(tabs)}; got {tier!r}.")
         return tabs[tier]
 
-    def windows(self, utt, centre, n_samples: int, batch: int = 512) -> np.ndarray:
+    def windows(self, utt, centre, n_samples: int) -> np.ndarray:
         """Fixed-length windows of ``n_samples`` centred on sample ``centre`` of utterance ``utt``.
 
         Args:
             utt: int array ``(n,)`` of utterance indices.
             centre: int array ``(n,)`` of centre samples (relative to each utterance start).
             n_samples: window length; parts outside the utterance are zeros.
-            batch: rows gathered at a time (bounds the index memory).
 
         Returns:
             float32 ``(n, n_samples)``.
@@ -165,16 +164,15 @@ class SpeechCorpus:
                              f"and {centre.shape}.")
         if n_samples < 1:
             raise ValueError(f"`n_samples` must be >= 1; got {n_samples}.")
-        off = self.utterances["offset"].to_numpy(np.int64)
-        nn = self.utterances["n_samples"].to_numpy(np.int64)
+        off = self.utterances["offset"].to_numpy(np.int64)[utt]
+        nn = self.utterances["n_samples"].to_numpy(np.int64)[utt]
+        start = centre - n_samples // 2
+        lo, hi = np.maximum(start, 0), np.minimum(start + n_samples, nn)
         out = np.zeros((utt.size, n_samples), np.float32)
-        rel = np.arange(n_samples, dtype=np.int64) - n_samples // 2
-        for s in range(0, utt.size, batch):
-            u, c = utt[s: s + batch], centre[s: s + batch]
-            local = c[:, None] + rel[None, :]
-            ok = (local >= 0) & (local < nn[u][:, None])
-            idx = np.where(ok, off[u][:, None] + local, 0)
-            out[s: s + batch] = np.where(ok, self.audio[idx], 0.0)
+        for i in range(utt.size):  # each window is one contiguous slice: copy, no gather
+            if hi[i] > lo[i]:
+                out[i, lo[i] - start[i]: hi[i] - start[i]] = self.audio[off[i] + lo[i]:
+                                                                        off[i] + hi[i]]
         return out
 
     def word_segments(self, seed=0, duration: float = 2.0, jitter: float = 0.1,
