@@ -153,3 +153,21 @@ def test_bit_identical_in_a_fresh_process(tiny):
                          check=True, timeout=120).stdout.split()
     assert out == [hashlib.sha256(tiny.audio.tobytes()).hexdigest(),
                    hashlib.sha256(tiny.phones.to_csv().encode()).hexdigest()]
+
+
+def test_windows_property(tiny):
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    n_utt = len(tiny)
+
+    @given(st.integers(0, n_utt - 1), st.integers(-40000, 90000), st.sampled_from([1, 400, 32000]))
+    def check(utt, centre, n):
+        w = tiny.windows([utt], [centre], n)[0]
+        u = tiny.utterance(utt)
+        k = centre - n // 2 + np.arange(n)  # the definition, sample by sample
+        ok = (k >= 0) & (k < u.size)
+        ref = np.where(ok, u[np.clip(k, 0, u.size - 1)], 0.0).astype(np.float32)
+        np.testing.assert_array_equal(w, ref)
+
+    check()
