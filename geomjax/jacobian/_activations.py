@@ -105,6 +105,18 @@ class SelectivityClusters:
     n_dropped: int
     cut: float
 
+    def table(self) -> pd.DataFrame:
+        """One row per node: cluster label (0 if dropped), kept flag, preferred class."""
+        S = np.asarray(self.S)
+        return pd.DataFrame(
+            {
+                "node": np.arange(S.shape[1]),
+                "cluster": np.asarray(self.node_labels),
+                "kept": np.asarray(self.kept),
+                "preferred_class": S.argmax(axis=0),
+            }
+        )
+
 
 def selectivity_clusters(S, cut: float = 0.5, eps: float = 1e-12) -> SelectivityClusters:
     """UPGMA (average linkage) with correlation distance ``1 - r`` of nodes and of classes.

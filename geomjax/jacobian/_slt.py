@@ -181,10 +181,10 @@ def select_layer(fn: Callable, layer) -> Callable:
 # ----------------------------------------------------------------------------------------------
 
 
-@partial(jax.jit, static_argnums=(0, 3, 4))
-def _jacobian_kernel(fn, params, x, method, chunk_size):
+@partial(jax.jit, static_argnums=(0, 1, 4, 5))
+def _jacobian_kernel(fn, layer, params, x, method, chunk_size):
     jac = jax.jacfwd if method == "jacfwd" else jax.jacrev
-    per_sample = jac(lambda xi: fn(params, xi))
+    per_sample = jac(lambda xi: _pick(fn(params, xi), layer))
     return jax.lax.map(per_sample, x, batch_size=chunk_size)
 
 
@@ -224,7 +224,9 @@ def per_sample_jacobian(
 
     Returns:
         ``(N, H, F)`` (in general ``(N, *out_shape, *in_shape)``) per-sample Jacobians in the
-        dtype of ``x``. Row ``m`` of sample ``i`` is the SLT of node ``m`` at ``x_i``.
+        dtype of ``x``. Row ``m`` of sample ``i`` is the SLT of node ``m`` at ``x_i``. The compiled
+        program is cached on ``(fn, layer, method, chunk_size)`` and the shapes: pass the same
+        function object (not a fresh lambda) to avoid recompiling.
 
     Raises:
         ValueError/TypeError: on a non-callable ``fn``, an unknown ``method``, ``x`` without a
@@ -246,14 +248,19 @@ def per_sample_jacobian(
         raise ValueError("`x` has no samples (N=0).")
     check_finite(x, "x")
     x = jnp.asarray(x, result_dtype(x))
-    g = select_layer(fn, layer) if layer is not None else fn
-    out_shape = _output_shape(g, params, x[0])
+    try:
+        hash(layer)
+    except TypeError:
+        raise TypeError(
+            f"`layer` must be hashable (None, index, key, tuple path or callable); got {layer!r}."
+        ) from None
+    out_shape = _output_shape(select_layer(fn, layer), params, x[0])
     if method == "auto":
         n_out = int(np.prod(out_shape)) if out_shape else 1
         n_in = int(np.prod(x.shape[1:]))
         method = "jacrev" if n_out < n_in else "jacfwd"
     chunk = None if chunk_size is None else min(int(chunk_size), x.shape[0])
-    return _jacobian_kernel(g, params, x, method, chunk)
+    return _jacobian_kernel(fn, layer, params, x, method, chunk)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,11 +268,12 @@ def per_sample_jacobian(
 # ----------------------------------------------------------------------------------------------
 
 
-def _relu_slt_hbf(layers, x, with_offsets: bool):
+def _relu_slt_hbf(layers, x, with_offsets: bool, sample_mask=None):
     """Masked-weight products in the (H, B, F) layout: each layer is one (H x K)(K x B*F) GEMM.
 
     Returns lists (per hidden layer then output) of A^l with shape (H_l, B, F), and optionally
-    the offsets c^l with shape (B, H_l).
+    the offsets c^l with shape (B, H_l). A 0/1 ``sample_mask`` (B,) is folded into the ReLU masks,
+    which zeroes the SLTs of masked samples in every layer without an extra pass over A.
     """
     B, F = x.shape
     dt = x.dtype
@@ -287,12 +295,14 @@ def _relu_slt_hbf(layers, x, with_offsets: bool):
             Wc = jnp.matmul(c, k, precision=_HI) if with_offsets else None
         if i < n - 1:
             mask = (z > 0).astype(dt)  # eq. 3: h > 0 <=> z > 0 for ReLU
+            if sample_mask is not None:
+                mask = mask * sample_mask[:, None]
             A = WA * mask.T[:, :, None]
             if with_offsets:
                 c = mask * (Wc + b)
             h = z * mask
         else:  # linear output layer, unmasked
-            A = WA
+            A = WA if (sample_mask is None or n > 1) else WA * sample_mask[None, :, None]
             if with_offsets:
                 c = Wc + b
         As.append(A)

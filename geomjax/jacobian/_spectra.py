@@ -10,6 +10,7 @@ COR/INC) come from the same pass through 0/1 sample weights.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -62,16 +63,41 @@ def _eig_device(g):
     return jnp.linalg.eigvalsh(g)
 
 
+def _host_eigvalsh(g: np.ndarray) -> np.ndarray:
+    """Batched eigenvalues on the host: LAPACK ``syevd`` without eigenvectors, in float64, one BLAS
+    thread per call and the batch split over CPU threads (multi-threaded BLAS on many small
+    matrices oversubscribes the cores and is an order of magnitude slower)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    shape = g.shape
+    flat = g.reshape(-1, shape[-2], shape[-1])
+    n_workers = max(1, min(os.cpu_count() or 1, flat.shape[0]))
+    chunks = np.array_split(np.arange(flat.shape[0]), n_workers)
+    with threadpool_limits(1):
+        if n_workers == 1:
+            lam = np.linalg.eigvalsh(flat.astype(np.float64))
+        else:
+            with ThreadPoolExecutor(n_workers) as ex:
+                parts = ex.map(lambda c: np.linalg.eigvalsh(flat[c].astype(np.float64)), chunks)
+                lam = np.concatenate(list(parts))
+    return lam.reshape(shape[:-1])
+
+
 def _gram_spectrum(g, rcond):
-    """Eigenvalues without eigenvectors: on CPU, LAPACK ``syevd`` (``jobz='N'``) through NumPy is
-    several times faster than ``jnp.linalg.eigvalsh`` (which also forms the eigenvectors); on
-    accelerators the batched device solver is used."""
+    """Singular values from Gram matrices, descending, with the ``rcond`` noise floor zeroed.
+
+    On CPU the eigenvalues come from LAPACK without eigenvectors (:func:`_host_eigvalsh`), several
+    times faster than ``jnp.linalg.eigvalsh``, which also forms the eigenvectors; on accelerators
+    the batched device solver is used."""
+    dtype = np.dtype(g.dtype)
     if isinstance(g, np.ndarray) or jax.default_backend() == "cpu":
-        lam = np.linalg.eigvalsh(np.asarray(g))
+        lam = _host_eigvalsh(np.asarray(g))
     else:
         lam = np.asarray(_eig_device(g))
     s = np.sqrt(np.clip(lam, 0, None))[..., ::-1]
-    return np.where(s >= rcond * s[..., :1], s, 0).astype(lam.dtype)
+    return np.where(s >= rcond * s[..., :1], s, 0).astype(dtype)
 
 
 @pytree_dataclass(meta=("layer_names", "group_names", "abscissa"))
@@ -214,9 +240,9 @@ class _Producer:
     def __eq__(self, other):
         return isinstance(other, _Producer) and self._key() == other._key()
 
-    def __call__(self, params, x):
+    def __call__(self, params, x, sample_mask=None):
         if self.fn is None:
-            As, _ = _relu_slt_hbf(params, x, False)
+            As, _ = _relu_slt_hbf(params, x, False, sample_mask)
             return [As[i] for i in self.selectors]
 
         def f_all(xi):
@@ -237,21 +263,26 @@ def _fn_producer(fn, selectors):
 
 @partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
 def _gram_step(produce, inputs, grams, grams_in, params, x, w):
-    """One batch: G[g, m] += sum_b w[b, g] A[m, b]^T A[m, b]  (and the per-input analogue)."""
-    As = produce(params, x)
+    """One batch: G[g, m] += sum_b w[b, g] A[m, b]^T A[m, b]  (and the per-input analogue).
+
+    Weights are 0/1, so with one group and the ReLU product they are folded into the unit masks
+    (w^2 = w) and no weighted copy of A is made."""
+    n_groups = grams[0].shape[0]
+    fold = produce.fn is None and n_groups == 1
+    As = produce(params, x, w[:, 0]) if fold else produce(params, x)
     dt = grams[0].dtype
     new, new_in = [], []
     for li, A in enumerate(As):
         A = A.astype(dt)
         G = grams[li]
-        for g in range(G.shape[0]):
-            Aw = A * w[:, g].astype(dt)[None, :, None]
+        for g in range(n_groups):
+            Aw = A if fold else A * w[:, g].astype(dt)[None, :, None]
             G = G.at[g].add(jnp.einsum("hbf,hbk->hfk", Aw, A, precision=_HI))
         new.append(G)
         if inputs:
             Gi = grams_in[li]
-            for g in range(Gi.shape[0]):
-                Aw = A * w[:, g].astype(dt)[None, :, None]
+            for g in range(n_groups):
+                Aw = A if fold else A * w[:, g].astype(dt)[None, :, None]
                 Gi = Gi.at[g].add(jnp.einsum("hbf,kbf->fhk", Aw, A, precision=_HI))
             new_in.append(Gi)
     return tuple(new), tuple(new_in)
