@@ -43,6 +43,14 @@ from geomjax.models.ctc import (
 from geomjax.models.ds2 import DeepSpeech2, ds2_output_lengths
 from geomjax.models.phone_mlp import PhoneMLP
 from geomjax.models.speaker_cnn import SpeakerCNN
+from geomjax.models.tasks import (
+    TaskSplits,
+    ctc_task,
+    phone_task,
+    reconstruction_task,
+    speaker_task,
+    word_task,
+)
 from geomjax.models.train import TASKS, TaskData, TrainResult, evaluate, make_optimizer, train
 from geomjax.models.transformer import TransformerEncoder, mockingjay_mask
 from geomjax.models.word_cnn import WordCNN
@@ -83,6 +91,12 @@ __all__ = [
     "activations",
     "layer_lengths",
     "TaskData",
+    "TaskSplits",
+    "word_task",
+    "speaker_task",
+    "phone_task",
+    "ctc_task",
+    "reconstruction_task",
     "TrainResult",
     "train",
     "evaluate",
