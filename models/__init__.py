@@ -4,11 +4,19 @@ per-epoch checkpoints; per-layer activation extraction.
 
 Typical use::
 
-    from geomjax import models
-    res = models.train(0, "word_cnn", train_data, val_data, epochs=10, ckpt_dir="runs/word")
+    from geomjax import data, models
+    corpus = data.synthesize_corpus("small", seed=0)
+    sp = models.word_task(corpus)                  # train/valid/test TaskData, unseen speakers
+    res = models.train(0, "word_cnn", sp.train, sp.valid, epochs=10, ckpt_dir="runs/word",
+                       n_classes=sp.n_classes)     # key first; checkpoints at epochs 0..10
     for epoch, _ in models.list_checkpoints("runs/word"):
         ck = models.load_checkpoint("runs/word", epoch)
-        acts = models.activations(ck.model, ck.variables, inputs, lengths)
+        acts = models.activations(ck.model, ck.variables, sp.test.inputs, sp.test.lengths)
+        acts.layers["conv3"], acts.pooled("fc6"), acts.mask("rnn2") (sequence layers)
+
+Models: ``build_model(name, preset, n_classes, **overrides)`` with names ``word_cnn``, ``ds2``,
+``speaker_cnn``, ``phone_mlp``, ``transformer`` and presets ``paper`` (published sizes),
+``cpu`` (reduced), ``tiny`` (tests), plus ``paper-2048`` (phone MLP) and ``paper-lstm`` (DS2).
 """
 
 from geomjax.models._config import (
