@@ -14,6 +14,11 @@ centres; the ``K`` with the smallest residual correlation is kept (at least one 
 in the reference procedure), and the search stops early once it has risen three times in a row
 after ``K = 4``. Among the random restarts of each ``K`` the one with the largest *stability*
 ``min_mu ||r_mu|| / ||x_mu||`` is kept (the reference's rule, not the lowest cost).
+
+Differences from the reference: ``max K`` is capped at ``P - 1`` (the reference can exceed it
+and crash for small P), and a K that removes the whole centre space (residual centres at
+round-off level, always the case for ``K = P - 1``) is never chosen; if no other K exists
+(``P = 2``) nothing is removed (``K = 0``).
 """
 
 from __future__ import annotations
@@ -131,7 +136,12 @@ def _fit_k_block(key, X, k_first, k_last, n_reps, max_steps, gtol):
         a.reshape((ks.shape[0], n_reps) + a.shape[1:]),
         best.reshape((-1, 1) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
     Vb = take(sol.value)
-    res = jax.vmap(_mean_abs_cos)(take(R.reshape((-1,) + R.shape[2:])))
+    Rb = take(R.reshape((-1,) + R.shape[2:]))
+    res = jax.vmap(_mean_abs_cos)(Rb)
+    # Removing every centre direction (K = P-1) leaves residual centres at round-off level: their
+    # correlation is meaningless and the later normalisation by ||c^ns|| would blow up.
+    gone = jnp.min(jnp.linalg.norm(Rb, axis=2) / xn, axis=1) < jnp.sqrt(jnp.finfo(dt).eps)
+    res = jnp.where(gone, jnp.inf, res)
     return Vb, res, take(sol.converged), take(sol.num_steps), take(sol.residual)
 
 
@@ -200,6 +210,9 @@ def fit_center_subspace(
         if stop:
             break
         k0 = k1 + 1
+    if not np.isfinite(res).any():  # only degenerate ranks were possible (e.g. P = 2)
+        out.update(V=jnp.zeros((N, 0), dt), K=0, n_k_tried=len(res))
+        return out
     ib = int(np.argmin(res))
     kb = k_first + ib
     blk0, (Vs, rs, cv, st, gn) = next((k0_, f) for k0_, f in reversed(fits) if k0_ <= kb)

@@ -116,7 +116,7 @@ def test_invariant_to_manifold_order(data):
 def test_small_P_automatic_K_is_capped_and_rotation_invariant():
     X = synthetic_manifolds(1, 3, M, N, dim=4)
     r = mftma(KEY, X, n_t=N_T, n_reps=2)
-    assert 1 <= r.K <= 2  # max K is capped at P - 1
+    assert r.K == 1  # max K is capped at P - 1 = 2, and K = 2 would remove every centre direction
     Q = _orthonormal(8, N, N)
     r2 = mftma(KEY, X @ Q, n_t=N_T, n_reps=2)
     assert r2.K == r.K
@@ -180,3 +180,10 @@ def test_bad_options(data):
         mftma(KEY, data, K=0, t=[np.ones((4, 3))] * P)
     with pytest.raises(ValueError, match="`n_t`"):
         mftma(KEY, data, n_t=0)
+
+
+@pytest.mark.slow
+def test_two_manifolds_run_without_removal():
+    X = synthetic_manifolds(2, 2, M, N, dim=4)
+    r = mftma(KEY, X, n_t=N_T, n_reps=2)
+    assert r.K == 0 and np.isfinite(_fields(r)).all() and r.n_unconverged == 0
