@@ -43,6 +43,8 @@ def test_selectivity_clusters_match_scipy():
     np.testing.assert_allclose(res.class_linkage, linkage(S[:, kept], method="average", metric="correlation"))
     ref = np.unique(fcluster(Zn, t=0.5, criterion="distance")).size
     assert res.n_clusters == ref and res.n_dropped == 1 and res.node_labels[3] == 0
+    t = res.table()
+    assert len(t) == 30 and t.cluster.nunique() == ref + 1 and not t.kept[3]
 
 
 def _sk(X, y):

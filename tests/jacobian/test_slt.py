@@ -177,6 +177,8 @@ def test_bad_input_errors(net, data):
         gj.per_sample_jacobian(all_layers, net, data)
     with pytest.raises(ValueError, match="`method`"):
         gj.per_sample_jacobian(all_layers, net, data, layer="h1", method="fd")
+    with pytest.raises(TypeError, match="hashable"):
+        gj.per_sample_jacobian(all_layers, net, data, layer=["h1"])
     with pytest.raises(TypeError, match="`fn`"):
         gj.per_sample_jacobian(3, net, data)
     with pytest.raises(ValueError, match="features"):
