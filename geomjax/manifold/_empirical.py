@@ -266,9 +266,9 @@ def empirical_capacity(
     nested-projection design, the bisection and the median confidence interval).
 
     Args:
-        key: ``jax.random.key``; split into one key per dichotomy (labels, projection), so a
-            dichotomy's outcome does not depend on ``n_dichotomies``, ``chunk_size`` or
-            ``n_max``.
+        key: ``jax.random.key``. Dichotomy ``d`` uses ``fold_in(key, d)``, split into a labels key
+            and a projection key, so its outcome does not depend on ``n_dichotomies``,
+            ``chunk_size`` or ``n_max`` (unless censored at ``n_max``).
         manifolds: list of ``(M_mu, N)`` arrays (rows are points, ``M_mu`` may differ, ``M_mu = 1``
             gives points) or one ``(P, M, N)`` array.
         n_dichotomies: number of random dichotomies (their binomial noise sets the interval).
@@ -326,7 +326,8 @@ def empirical_capacity(
     manifold_index = jnp.asarray(np.repeat(np.arange(P), counts), jnp.int32)
     if center:
         X = X - jnp.mean(X, axis=0, keepdims=True)
-    keys = jax.random.split(key, n_dichotomies)
+    # fold_in per index: dichotomy d is the same whatever n_dichotomies (prefix-stable).
+    keys = jax.vmap(lambda d: jax.random.fold_in(key, d))(jnp.arange(n_dichotomies))
     eps = float(jnp.finfo(dt).eps)
     rtol_ = float(eps**0.5) if rtol is None else float(rtol)
     ridge = 1e4 * eps

@@ -40,6 +40,7 @@ class BisectionResult:
             the bracket closed, whose verdicts were ignored).
         verdicts: ``(num_steps,)`` bool, the predicate's verdict at each step.
         aux: per-step auxiliary output of the predicate, stacked along a leading step axis.
+        state: the threaded state after the last live step (``None`` without ``init_state``).
     """
 
     lo: jax.Array
@@ -48,6 +49,7 @@ class BisectionResult:
     tested_n: jax.Array
     verdicts: jax.Array
     aux: Any
+    state: Any = None
 
 
 def bisection_steps(width: int) -> int:
@@ -106,9 +108,10 @@ def integer_bisection(
         new_lo = jnp.where(open_ & ~verdict, mid, lo)
         return (new_lo, new_hi, state), (jnp.where(open_, mid, -1), verdict, aux)
 
-    (lo_f, hi_f, _), (tested, verdicts, aux) = lax.scan(
+    (lo_f, hi_f, state_f), (tested, verdicts, aux) = lax.scan(
         step, (lo, hi, init_state), None, length=int(num_steps)
     )
     return BisectionResult(
-        lo=lo_f, hi=hi_f, closed=(hi_f - lo_f) <= 1, tested_n=tested, verdicts=verdicts, aux=aux
+        lo=lo_f, hi=hi_f, closed=(hi_f - lo_f) <= 1, tested_n=tested, verdicts=verdicts, aux=aux,
+        state=state_f,
     )
