@@ -468,6 +468,8 @@ def stage_probing(ctx: Context) -> None:
         Xte, _ = concat_layers([fte[k] for k in layers])
         st = fit_standardizer(Xtr)
         Xtr, Xte = np.asarray(standardize(Xtr, st)), np.asarray(standardize(Xte, st))
+        # all label sets in one batched call (one compiled program per model width)
+        tasks, ytr_all, yte_all, n_cls = [], [], [], []
         for task in ("speaker", "gender", "accent", "channel"):
             classes = sorted(set(mtr[task].astype(str)) | set(mte[task].astype(str)))
             cmap = {c: i for i, c in enumerate(classes)}
@@ -475,22 +477,29 @@ def stage_probing(ctx: Context) -> None:
             yte = mte[task].astype(str).map(cmap).to_numpy(np.int32)
             if np.unique(ytr).size < 2:
                 continue
-            r = paper_pipeline(jax.random.key(_key(ctx.seed, "probe", name, task)), Xtr, ytr, Xte,
-                               yte, index, n_classes=len(classes), epochs=prof.probe_epochs)
-            df = r.to_frame().drop(columns=["task", "seed"])
-            lay = df["analysis"] == "layer"
-            df.loc[lay, "subset"] = [layers[int(s[1:])] for s in df.loc[lay, "subset"]]
-            df.insert(0, "label", task)
-            df.insert(0, "weights", weights)
-            df.insert(0, "model", name)
-            df["n_classes"] = len(classes)
-            res_rows.append(df)
-            dd = r.layer_distribution_frame().drop(columns=["task", "seed"])
-            dd["layer"] = [layers[i] for i in dd["layer"]]
-            dd.insert(0, "label", task)
-            dd.insert(0, "weights", weights)
-            dd.insert(0, "model", name)
-            dist_rows.append(dd)
+            tasks.append(task)
+            ytr_all.append(ytr)
+            yte_all.append(yte)
+            n_cls.append(len(classes))
+        r = paper_pipeline(jax.random.key(_key(ctx.seed, "probe", name)), Xtr,
+                           np.stack(ytr_all), Xte, np.stack(yte_all), index,
+                           n_classes=max(n_cls), epochs=prof.probe_epochs)
+        df = r.to_frame()
+        lay = df["analysis"] == "layer"
+        df.loc[lay, "subset"] = [layers[int(s[1:])] for s in df.loc[lay, "subset"]]
+        df["n_classes"] = [n_cls[t] for t in df["task"]]
+        df.insert(0, "label", [tasks[t] for t in df["task"]])
+        df = df.drop(columns=["task", "seed"])
+        df.insert(0, "weights", weights)
+        df.insert(0, "model", name)
+        res_rows.append(df)
+        dd = r.layer_distribution_frame()
+        dd["layer"] = [layers[i] for i in dd["layer"]]
+        dd.insert(0, "label", [tasks[t] for t in dd["task"]])
+        dd = dd.drop(columns=["task", "seed"])
+        dd.insert(0, "weights", weights)
+        dd.insert(0, "model", name)
+        dist_rows.append(dd)
         eer_rows += _eer_rows(ctx, fte, mte["speaker"].astype(str).to_numpy(),
                               {"model": name, "weights": weights})
     ctx.run.save_table("probing", pd.concat(res_rows, ignore_index=True))
