@@ -32,7 +32,9 @@ def _parser():
     p.add_argument("--n-frames", type=int, default=10_000, help="frames for the spectra run")
     p.add_argument("--batch-size", type=int, default=1024, help="streamed batch size")
     p.add_argument("--jac-frames", type=int, default=256, help="frames for the Jacobian comparison")
-    p.add_argument("--loop-frames", type=int, default=16, help="frames for the naive per-sample loop")
+    p.add_argument(
+        "--loop-frames", type=int, default=16, help="frames for the naive per-sample loop"
+    )
     p.add_argument("--check-frames", type=int, default=2_000, help="frames in the agreement check")
     p.add_argument("--n-inputs", type=int, default=F, help="input features F")
     p.add_argument("--width", type=int, default=WIDTH)
@@ -67,8 +69,10 @@ def main(argv=None):
     params = gj.init_relu_mlp(jax.random.key(0), sizes, dtype=jnp.float32)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.n_frames, F), dtype=np.float32)
-    print(f"net {sizes}, {n_nodes} nodes; {args.n_frames} frames, batch {args.batch_size}; "
-          f"device {jax.devices()[0].device_kind}")
+    print(
+        f"net {sizes}, {n_nodes} nodes; {args.n_frames} frames, batch {args.batch_size}; "
+        f"device {jax.devices()[0].device_kind}"
+    )
 
     # ---------------------------------------------------------------- 1. spectra timing -------
     warm = gj.slt_spectra(params, x[: args.batch_size], batch_size=args.batch_size)  # compile
@@ -78,12 +82,19 @@ def main(argv=None):
     t_spec = time.perf_counter() - t0
     c_spec = _cpu() - c0
     rss = peak_rss_mb()
-    flops_per = 2 * F * sum(a * b for a, b in zip(sizes[1:-1], sizes[2:])) + 2 * F * F * n_nodes
+    flops_per = (
+        2 * F * sum(a * b for a, b in zip(sizes[1:-1], sizes[2:], strict=False))
+        + 2 * F * F * n_nodes
+    )
     total_flops = flops_per * args.n_frames
     gemm = _gemm_gflops(jax, jnp, width, args.batch_size * F, args.repeat)
-    # ------------------------------------------- 1. agreement check (before anything is reported) --
+    # ------------------------------------ 1. agreement check (before anything is reported) --
     n_check = min(args.check_frames, args.n_frames)
-    check = res if n_check == args.n_frames else gj.slt_spectra(params, x[:n_check], batch_size=args.batch_size)
+    check = (
+        res
+        if n_check == args.n_frames
+        else gj.slt_spectra(params, x[:n_check], batch_size=args.batch_size)
+    )
     pick = rng.choice(width, 3, replace=False)
     nodes = [pick] * depth + [np.array([0, 1, 2])]
     rows = [[[] for _ in range(3)] for _ in range(depth + 1)]
@@ -102,16 +113,22 @@ def main(argv=None):
             worst = max(worst, abs(float(check.auc[li][0][m]) - ref) / max(ref, 1e-12))
     # float32 Grams: sigma below ~sqrt(eps) sigma_1 is noise, bounding the AUC error (see docs)
     tol = 5e-3
-    print(f"streamed vs stacked-SVD AUC ({n_check} frames, {3 * (depth + 1)} nodes): "
-          f"max rel. diff {worst:.2e}")
+    print(
+        f"streamed vs stacked-SVD AUC ({n_check} frames, {3 * (depth + 1)} nodes): "
+        f"max rel. diff {worst:.2e}"
+    )
     if not worst <= tol:
-        raise SystemExit(f"streamed spectra disagree with the stacked SVD ({worst:.2e} > {tol}); "
-                         "no timing reported.")
+        raise SystemExit(
+            f"streamed spectra disagree with the stacked SVD ({worst:.2e} > {tol}); "
+            "no timing reported."
+        )
 
-    mean_auc = {n: float(np.nanmean(a[0])) for n, a in zip(res.layer_names, res.auc)}
-    print(f"SLT spectra + AUC, {n_nodes} nodes x {args.n_frames} frames: {t_spec:.1f} s, "
-          f"(process CPU {c_spec:.1f} s), {total_flops / t_spec / 1e9:.0f} GFLOP/s "
-          f"(GEMM {gemm:.0f} GFLOP/s), peak RSS {rss:.0f} MB")
+    mean_auc = {n: float(np.nanmean(a[0])) for n, a in zip(res.layer_names, res.auc, strict=False)}
+    print(
+        f"SLT spectra + AUC, {n_nodes} nodes x {args.n_frames} frames: {t_spec:.1f} s, "
+        f"(process CPU {c_spec:.1f} s), {total_flops / t_spec / 1e9:.0f} GFLOP/s "
+        f"(GEMM {gemm:.0f} GFLOP/s), peak RSS {rss:.0f} MB"
+    )
     print("mean node AUC per layer:", {k: round(v, 2) for k, v in mean_auc.items()})
 
     # ---------------------------------------------------------------- 2. Jacobians ------------
@@ -137,8 +154,10 @@ def main(argv=None):
 
     def agree(out, n=None):
         out = [np.asarray(o)[:n] for o in out]
-        return max(float(np.max(np.abs(o - r[: o.shape[0]])) / (np.max(np.abs(r)) + 1e-30))
-                   for o, r in zip(out, ref))
+        return max(
+            float(np.max(np.abs(o - r[: o.shape[0]])) / (np.max(np.abs(r)) + 1e-30))
+            for o, r in zip(out, ref, strict=False)
+        )
 
     def first_call(f, *a):
         t0 = time.perf_counter()
@@ -149,13 +168,23 @@ def main(argv=None):
     _, t_m = time_call(masked, params, xb, repeat=args.repeat)
     per_m = t_m.wall_s / args.jac_frames
     cpu_m = t_m.cpu_s / args.jac_frames
-    rows.append({"method": "geomjax relu_mlp_slt (masked product)", "frames": args.jac_frames,
-                 "ms/frame": 1e3 * per_m, "cpu_ms/frame": 1e3 * cpu_m,
-                 "compile_s": max(t_first_m - t_m.wall_s, 0.0), "max_rel_err": 0.0,
-                 "slowdown_vs_geomjax": 1.0, "cpu_slowdown": 1.0})
-    for name, f, n in [("jax vmap(jacrev)", vrev, args.jac_frames),
-                       ("jax vmap(jacfwd)", vfwd, args.jac_frames),
-                       ("naive per-sample jax.jacrev loop", naive, args.loop_frames)]:
+    rows.append(
+        {
+            "method": "geomjax relu_mlp_slt (masked product)",
+            "frames": args.jac_frames,
+            "ms/frame": 1e3 * per_m,
+            "cpu_ms/frame": 1e3 * cpu_m,
+            "compile_s": max(t_first_m - t_m.wall_s, 0.0),
+            "max_rel_err": 0.0,
+            "slowdown_vs_geomjax": 1.0,
+            "cpu_slowdown": 1.0,
+        }
+    )
+    for name, f, n in [
+        ("jax vmap(jacrev)", vrev, args.jac_frames),
+        ("jax vmap(jacfwd)", vfwd, args.jac_frames),
+        ("naive per-sample jax.jacrev loop", naive, args.loop_frames),
+    ]:
         xin = xb[:n]
         out, t_first = first_call(f, params, xin)
         if name.startswith("naive"):
@@ -164,11 +193,18 @@ def main(argv=None):
         if err > 1e-4:
             raise SystemExit(f"{name} disagrees with the masked product (rel. err {err:.1e}).")
         _, t = time_call(f, params, xin, repeat=args.repeat, warmup=False)
-        rows.append({"method": name, "frames": n, "ms/frame": 1e3 * t.wall_s / n,
-                     "cpu_ms/frame": 1e3 * t.cpu_s / n,
-                     "compile_s": max(t_first - t.wall_s, 0.0), "max_rel_err": err,
-                     "slowdown_vs_geomjax": t.wall_s / n / per_m,
-                     "cpu_slowdown": t.cpu_s / n / cpu_m})
+        rows.append(
+            {
+                "method": name,
+                "frames": n,
+                "ms/frame": 1e3 * t.wall_s / n,
+                "cpu_ms/frame": 1e3 * t.cpu_s / n,
+                "compile_s": max(t_first - t.wall_s, 0.0),
+                "max_rel_err": err,
+                "slowdown_vs_geomjax": t.wall_s / n / per_m,
+                "cpu_slowdown": t.cpu_s / n / cpu_m,
+            }
+        )
     try:
         import torch
         from torch.func import jacrev as tjacrev
@@ -195,39 +231,60 @@ def main(argv=None):
         if err > 1e-4:
             raise SystemExit(f"torch.func disagrees with the masked product (rel. err {err:.1e}).")
         _, t = time_call(tfun, tx, repeat=args.repeat)
-        rows.append({"method": f"torch.func vmap(jacrev) (torch {torch.__version__}, "
-                               f"{torch.get_num_threads()} threads)", "frames": args.jac_frames,
-                     "ms/frame": 1e3 * t.wall_s / args.jac_frames,
-                     "cpu_ms/frame": 1e3 * t.cpu_s / args.jac_frames, "compile_s": None,
-                     "max_rel_err": err, "slowdown_vs_geomjax": t.wall_s / args.jac_frames / per_m,
-                     "cpu_slowdown": t.cpu_s / args.jac_frames / cpu_m})
+        rows.append(
+            {
+                "method": f"torch.func vmap(jacrev) (torch {torch.__version__}, "
+                f"{torch.get_num_threads()} threads)",
+                "frames": args.jac_frames,
+                "ms/frame": 1e3 * t.wall_s / args.jac_frames,
+                "cpu_ms/frame": 1e3 * t.cpu_s / args.jac_frames,
+                "compile_s": None,
+                "max_rel_err": err,
+                "slowdown_vs_geomjax": t.wall_s / args.jac_frames / per_m,
+                "cpu_slowdown": t.cpu_s / args.jac_frames / cpu_m,
+            }
+        )
     for r in rows:
         r["compile_s"] = "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
     table = md_table(rows, ".3g")
     print(table)
 
-    spec_rows = [{
-        "nodes": n_nodes, "frames": args.n_frames, "batch": args.batch_size, "dtype": "float32",
-        "wall_s": t_spec, "process_cpu_s": c_spec, "GFLOP/s": total_flops / t_spec / 1e9,
-        "GEMM GFLOP/s": gemm,
-        "peak_RSS_MB": rss, "AUC check max rel diff": worst,
-    }]
+    spec_rows = [
+        {
+            "nodes": n_nodes,
+            "frames": args.n_frames,
+            "batch": args.batch_size,
+            "dtype": "float32",
+            "wall_s": t_spec,
+            "process_cpu_s": c_spec,
+            "GFLOP/s": total_flops / t_spec / 1e9,
+            "GEMM GFLOP/s": gemm,
+            "peak_RSS_MB": rss,
+            "AUC check max rel diff": worst,
+        }
+    ]
     md = (
-        f"ReLU MLP {'x'.join(map(str, sizes))} (float32, random He init, standard-normal frames).\n\n"
+        f"ReLU MLP {'x'.join(map(str, sizes))} (float32, random He init, "
+        "standard-normal frames).\n\n"
         "**SLT spectra + AUC of every node, streamed F x F Grams** (`slt_spectra`; timed after a "
-        f"one-batch compile; {total_flops / 1e12:.2f} TFLOP; AUCs of {3 * (depth + 1)} nodes checked "
+        f"one-batch compile; {total_flops / 1e12:.2f} TFLOP; AUCs of {3 * (depth + 1)} nodes "
+        "checked "
         f"against the SVD of their stacked {n_check} x {F} SLT matrices):\n\n"
         + md_table(spec_rows, ".4g")
         + "\n\n**All-layer per-sample Jacobians** (best of "
         f"{args.repeat}; slowdown = wall time per frame / geomjax's; cpu_slowdown the same in "
-        "process CPU time):\n\n" + table
+        "process CPU time):\n\n"
+        + table
         + "\n\nGFLOP/s is the SLT recursion plus Gram flops over wall time; the GEMM rate is the "
         "machine's own rate on the recursion's (width x width)(width x batch*F) product, measured "
         "in the same process. The machine is shared with other jobs, so absolute times vary "
         "between runs (process CPU seconds are less sensitive to that).\n"
     )
-    record(f"jacobian: SLT spectra and per-sample Jacobians ({n_nodes} nodes)", md,
-           smoke=args.smoke or args.no_record)
+    record(
+        f"jacobian: SLT spectra and per-sample Jacobians ({n_nodes} nodes)",
+        md,
+        smoke=args.smoke or args.no_record,
+    )
     return rows, spec_rows
 
 

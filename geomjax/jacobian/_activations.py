@@ -44,7 +44,9 @@ _HI = jax.lax.Precision.HIGHEST
 def _acts_labels(acts, y, name="acts", n_classes=None):
     a = as_array(acts, name)
     if a.ndim != 2:
-        raise ValueError(f"`{name}` must be (N, H) with samples as rows; got shape {tuple(a.shape)}.")
+        raise ValueError(
+            f"`{name}` must be (N, H) with samples as rows; got shape {tuple(a.shape)}."
+        )
     if a.shape[0] == 0:
         raise ValueError(f"`{name}` has no samples (N=0).")
     check_finite(a, name)
@@ -153,7 +155,9 @@ def selectivity_clusters(S, cut: float = 0.5, eps: float = 1e-12) -> Selectivity
         raise ValueError("`S` needs at least 2 classes (rows) for correlation distances.")
     Zn = linkage(Sk.T, method="average", metric="correlation")
     rows_ok = Sk.std(axis=1) >= eps
-    Zc = linkage(Sk[rows_ok], method="average", metric="correlation") if rows_ok.sum() >= 2 else None
+    Zc = (
+        linkage(Sk[rows_ok], method="average", metric="correlation") if rows_ok.sum() >= 2 else None
+    )
     lab = fcluster(Zn, t=cut, criterion="distance")
     labels = np.zeros(S.shape[1], dtype=np.int64)
     labels[kept] = lab
@@ -348,10 +352,11 @@ def lda_layers(
     names_t, tests = _as_layer_list(test_layers, "test_layers")
     if len(devs) != len(tests):
         raise ValueError(
-            f"`dev_layers` has {len(devs)} layers but `test_layers` has {len(tests)}; they must match."
+            f"`dev_layers` has {len(devs)} layers but `test_layers` has {len(tests)}; "
+            "they must match."
         )
     ldas, dacc, tacc, evrs, evr_auc, cauc, specs = [], [], [], [], [], [], []
-    for i, (Xd, Xt) in enumerate(zip(devs, tests)):
+    for i, (Xd, Xt) in enumerate(zip(devs, tests, strict=False)):
         Xd = as_array(Xd, f"dev_layers[{names[i]}]")
         Xt = as_array(Xt, f"test_layers[{names[i]}]")
         yd = check_labels(y_dev, Xd.shape[0], "y_dev")
@@ -362,7 +367,9 @@ def lda_layers(
         tacc.append(float(np.mean(np.asarray(lda_predict(lda, Xt)) == yt)))
         evr = np.asarray(lda.explained_variance_ratio)
         evrs.append(evr)
-        evr_auc.append(float(_auc_kernel(jnp.asarray(evr), evr.size, abscissa)) if evr.size >= 2 else np.nan)
+        evr_auc.append(
+            float(_auc_kernel(jnp.asarray(evr), evr.size, abscissa)) if evr.size >= 2 else np.nan
+        )
         Z = lda_transform(lda, Xt)
         if Z.shape[1] >= 2:
             cs = class_spectra(Z, yt, center=center_per_class, abscissa=abscissa)
@@ -531,8 +538,11 @@ def relative_expansion(
     names, Zs = _as_layer_list(Z_layers, "Z_layers")
     if len(Zs) < 1:
         raise ValueError("`Z_layers` is empty; pass the input-feature LDA space first.")
-    Zs = [np.asarray(as_array(z, f"Z_layers[{n}]"), np.float64) for n, z in zip(names, Zs)]
-    for n, z in zip(names, Zs):
+    Zs = [
+        np.asarray(as_array(z, f"Z_layers[{n}]"), np.float64)
+        for n, z in zip(names, Zs, strict=False)
+    ]
+    for n, z in zip(names, Zs, strict=False):
         if z.ndim != 2:
             raise ValueError(f"`Z_layers[{n}]` must be (N, d); got shape {z.shape}.")
         check_finite(z, f"Z_layers[{n}]")
@@ -552,8 +562,14 @@ def relative_expansion(
     if pairs is None:
         pairs = np.array(list(itertools.combinations(range(K), 2)), dtype=np.int64).reshape(-1, 2)
     pairs = np.asarray(pairs, dtype=np.int64)
-    if pairs.ndim != 2 or pairs.shape[1] != 2 or (pairs.size and (pairs.min() < 0 or pairs.max() >= K)):
-        raise ValueError(f"`pairs` must be (P, 2) class indices in 0..{K - 1}; got shape {pairs.shape}.")
+    if (
+        pairs.ndim != 2
+        or pairs.shape[1] != 2
+        or (pairs.size and (pairs.min() < 0 or pairs.max() >= K))
+    ):
+        raise ValueError(
+            f"`pairs` must be (P, 2) class indices in 0..{K - 1}; got shape {pairs.shape}."
+        )
 
     def centroids(Z, m):
         onehot = np.zeros((N, K))
@@ -673,12 +689,24 @@ def embed_2d(
     if P.shape[0] < 3:
         raise ValueError(f"only {P.shape[0]} point(s) to embed; need at least 3.")
     if method == "mds":
-        emb = MDS(n_components=2, random_state=int(seeds[1]), n_init=1, metric_mds=True,
-                  init="random", normalized_stress="auto").fit_transform(P)
+        emb = MDS(
+            n_components=2,
+            random_state=int(seeds[1]),
+            n_init=1,
+            metric_mds=True,
+            init="random",
+            normalized_stress="auto",
+        ).fit_transform(P)
     else:
         emb = TSNE(
-            n_components=2, random_state=int(seeds[1]), perplexity=min(perplexity, (P.shape[0] - 1) / 3),
+            n_components=2,
+            random_state=int(seeds[1]),
+            perplexity=min(perplexity, (P.shape[0] - 1) / 3),
             init="pca",
         ).fit_transform(P)
-    cents = np.stack([np.average(emb[labels == k], axis=0, weights=sizes[labels == k]) for k in classes])
-    return Embedding(coords=emb, labels=labels, sizes=sizes, centroids=cents, classes=classes, method=method)
+    cents = np.stack(
+        [np.average(emb[labels == k], axis=0, weights=sizes[labels == k]) for k in classes]
+    )
+    return Embedding(
+        coords=emb, labels=labels, sizes=sizes, centroids=cents, classes=classes, method=method
+    )

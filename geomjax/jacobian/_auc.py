@@ -57,8 +57,6 @@ def spectrum_auc(sigma, n_sigma: int | None = None, abscissa: str = "index") -> 
     n = s.shape[-1]
     n_sigma = n if n_sigma is None else int(n_sigma)
     if not 2 <= n_sigma <= n:
-        raise ValueError(
-            f"`n_sigma` must be between 2 and the spectrum length {n}; got {n_sigma}."
-        )
+        raise ValueError(f"`n_sigma` must be between 2 and the spectrum length {n}; got {n_sigma}.")
     s = jnp.asarray(s, result_dtype(s))
     return _auc_kernel(s, n_sigma, abscissa)

@@ -5,11 +5,9 @@ INC-vs-COR diversity of per-node SLTs."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -47,7 +45,8 @@ def _slts_setup(slts, y, features=None, correct=None):
     A = as_array(slts, "slts")
     if A.ndim != 3:
         raise ValueError(
-            f"`slts` must be (N, K, F) output SLTs (sample, node, input); got shape {tuple(A.shape)}."
+            "`slts` must be (N, K, F) output SLTs (sample, node, input); "
+            f"got shape {tuple(A.shape)}."
         )
     check_finite(A, "slts")
     y = check_labels(y, A.shape[0], "y", A.shape[1])
@@ -73,7 +72,8 @@ class SLTClusters:
         indices: ``(n,)`` sample indices (into the input arrays) that were clustered.
         labels: ``(n,)`` cluster labels ``1..C``.
         linkage: SciPy linkage matrix.
-        counts: ``(C,)`` members per cluster; mean_slt: ``(C, F)``; mean_features: ``(C, F)`` or None.
+        counts: ``(C,)`` members per cluster; mean_slt: ``(C, F)``; mean_features: ``(C, F)``
+            or None.
         embedding: ``(n, 2)`` metric-MDS embedding of the pairwise SLT distances, or None.
         node: the output node / class.
     """
@@ -104,7 +104,7 @@ def slt_clusters(
     distance_threshold: float | None = None,
     max_points: int | None = 5000,
 ) -> SLTClusters:
-    """Cluster the SLTs of output node ``node`` over the (correctly classified) points of that class.
+    """Cluster the SLTs of output node ``node`` over the (correct) points of that class.
 
     The rows ``A(x_i)[node, :]`` for ``y_i = node`` (and ``correct_i``) are clustered with UPGMA and
     Euclidean distance, ``linkage(rows, "average", "euclidean")`` (paper Figs. 6, 8B), and the tree
@@ -135,7 +135,9 @@ def slt_clusters(
         raise ValueError(f"class {node} has {idx.size} (correct) point(s); clustering needs >= 2.")
     if max_points is not None and idx.size > max_points:
         if key is None:
-            raise ValueError(f"class {node} has {idx.size} points > max_points; pass a key to subsample.")
+            raise ValueError(
+                f"class {node} has {idx.size} points > max_points; pass a key to subsample."
+            )
         key, sub = jax.random.split(key)
         idx = np.sort(idx[np.asarray(jax.random.permutation(sub, idx.size))[:max_points]])
     rows = np.asarray(A[idx, int(node), :], np.float64)
@@ -146,13 +148,21 @@ def slt_clusters(
         lab = fcluster(Z, t=float(distance_threshold), criterion="distance")
     C = int(lab.max())
     counts = np.bincount(lab, minlength=C + 1)[1:]
-    mean_slt = np.stack([rows[lab == c].mean(0) if counts[c - 1] else np.zeros(rows.shape[1])
-                         for c in range(1, C + 1)])
+    mean_slt = np.stack(
+        [
+            rows[lab == c].mean(0) if counts[c - 1] else np.zeros(rows.shape[1])
+            for c in range(1, C + 1)
+        ]
+    )
     mean_feat = None
     if X is not None:
         Xr = np.asarray(X[idx], np.float64)
-        mean_feat = np.stack([Xr[lab == c].mean(0) if counts[c - 1] else np.zeros(Xr.shape[1])
-                              for c in range(1, C + 1)])
+        mean_feat = np.stack(
+            [
+                Xr[lab == c].mean(0) if counts[c - 1] else np.zeros(Xr.shape[1])
+                for c in range(1, C + 1)
+            ]
+        )
     emb = None
     if key is not None and rows.shape[0] >= 3:
         from scipy.spatial.distance import pdist, squareform
@@ -160,11 +170,23 @@ def slt_clusters(
 
         seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
         D = squareform(pdist(rows))
-        emb = MDS(n_components=2, metric="precomputed", random_state=seed, n_init=1,
-                  init="random", normalized_stress="auto").fit_transform(D)
+        emb = MDS(
+            n_components=2,
+            metric="precomputed",
+            random_state=seed,
+            n_init=1,
+            init="random",
+            normalized_stress="auto",
+        ).fit_transform(D)
     return SLTClusters(
-        indices=idx, labels=lab, linkage=Z, counts=counts, mean_slt=mean_slt,
-        mean_features=mean_feat, embedding=emb, node=int(node),
+        indices=idx,
+        labels=lab,
+        linkage=Z,
+        counts=counts,
+        mean_slt=mean_slt,
+        mean_features=mean_feat,
+        embedding=emb,
+        node=int(node),
     )
 
 
@@ -276,12 +298,18 @@ class ConfusablePairs:
     def table(self) -> pd.DataFrame:
         p = np.asarray(self.pairs)
         return pd.DataFrame(
-            {"class_a": p[:, 0], "class_b": p[:, 1], "confusion": np.asarray(self.confusion),
-             "sign_agreement": np.asarray(self.sign_agreement)}
+            {
+                "class_a": p[:, 0],
+                "class_b": p[:, 1],
+                "confusion": np.asarray(self.confusion),
+                "sign_agreement": np.asarray(self.sign_agreement),
+            }
         )
 
 
-def confusable_pairs(slts, y, *, pairs=None, C_out=None, top: int = 5, correct=None) -> ConfusablePairs:
+def confusable_pairs(
+    slts, y, *, pairs=None, C_out=None, top: int = 5, correct=None
+) -> ConfusablePairs:
     """Compare output-node SLTs of confusable class pairs.
 
     For a pair ``(a, b)`` the 2 x 2 grid ``T[node, class]`` holds the mean SLT of ``node`` in
@@ -326,8 +354,14 @@ def confusable_pairs(slts, y, *, pairs=None, C_out=None, top: int = 5, correct=N
     contrast = grid[:, 0] - grid[:, 1]
     with np.errstate(invalid="ignore"):
         agree = np.mean(np.sign(grid[:, 0, 0]) == np.sign(grid[:, 1, 1]), axis=1)
-    conf = np.array([C[a, b] + C[b, a] for a, b in pairs]) if C is not None else np.full(len(pairs), np.nan)
-    return ConfusablePairs(pairs=pairs, grid=grid, contrast=contrast, sign_agreement=agree, confusion=conf)
+    conf = (
+        np.array([C[a, b] + C[b, a] for a, b in pairs])
+        if C is not None
+        else np.full(len(pairs), np.nan)
+    )
+    return ConfusablePairs(
+        pairs=pairs, grid=grid, contrast=contrast, sign_agreement=agree, confusion=conf
+    )
 
 
 @pytree_dataclass(meta=("layer_names",))
@@ -350,13 +384,24 @@ class SLTDiversity:
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(
-            {"layer": list(self.layer_names), "mean_auc_diff": np.asarray(self.mean_diff),
-             "n_sigma": self.n_sigma}
+            {
+                "layer": list(self.layer_names),
+                "mean_auc_diff": np.asarray(self.mean_diff),
+                "n_sigma": self.n_sigma,
+            }
         )
 
 
 def slt_diversity(
-    params, x, cor, inc, *, fn=None, layers=None, n_sigma: int | None = None, batch_size: int = 1024,
+    params,
+    x,
+    cor,
+    inc,
+    *,
+    fn=None,
+    layers=None,
+    n_sigma: int | None = None,
+    batch_size: int = 1024,
     abscissa: str = "index",
 ) -> SLTDiversity:
     """AUC of ``Sigma_INC - Sigma_COR`` per node, i.e. ``AUC(INC) - AUC(COR)`` at a common
@@ -372,8 +417,15 @@ def slt_diversity(
     """
     cor = np.asarray(cor)
     inc = np.asarray(inc)
-    res = slt_spectra(params, x, fn=fn, layers=layers, groups={"COR": cor, "INC": inc},
-                      batch_size=batch_size, abscissa=abscissa)
+    res = slt_spectra(
+        params,
+        x,
+        fn=fn,
+        layers=layers,
+        groups={"COR": cor, "INC": inc},
+        batch_size=batch_size,
+        abscissa=abscissa,
+    )
     F = res.sigma[0].shape[-1]
     n_c, n_i = (int(c) for c in res.counts)
     ns = min(n_c, n_i, F) if n_sigma is None else int(n_sigma)
@@ -382,5 +434,11 @@ def slt_diversity(
     aucs = res.auc_at(ns)
     diff = [a[1] - a[0] for a in aucs]
     mean = np.asarray([np.nanmean(d) if np.isfinite(d).any() else np.nan for d in diff])
-    return SLTDiversity(diff=diff, mean_diff=mean, n_sigma=ns, counts={"COR": n_c, "INC": n_i},
-                        spectra=res, layer_names=res.layer_names)
+    return SLTDiversity(
+        diff=diff,
+        mean_diff=mean,
+        n_sigma=ns,
+        counts={"COR": n_c, "INC": n_i},
+        spectra=res,
+        layer_names=res.layer_names,
+    )

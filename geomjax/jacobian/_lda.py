@@ -156,7 +156,9 @@ def _check_apply(lda, X, name="X"):
     X = as_array(X, name)
     D = lda.means.shape[1]
     if X.ndim != 2 or X.shape[1] != D:
-        raise ValueError(f"`{name}` must be (N, {D}) like the fitting data; got shape {tuple(X.shape)}.")
+        raise ValueError(
+            f"`{name}` must be (N, {D}) like the fitting data; got shape {tuple(X.shape)}."
+        )
     check_finite(X, name)
     return jnp.asarray(X, lda.means.dtype)
 

@@ -110,7 +110,7 @@ def init_relu_mlp(key, sizes: Sequence[int], dtype=jnp.float32, bias_scale: floa
         raise ValueError(f"`sizes` needs at least two positive widths (F, ..., K); got {sizes}.")
     keys = jax.random.split(key, 2 * (len(sizes) - 1))
     out = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         k = jax.random.normal(keys[2 * i], (a, b), dtype) * jnp.sqrt(2.0 / a).astype(dtype)
         c = jax.random.normal(keys[2 * i + 1], (b,), dtype) * jnp.asarray(bias_scale, dtype)
         out.append((k, c))
@@ -193,7 +193,8 @@ def _output_shape(fn, params, x0):
     if not isinstance(out, jax.ShapeDtypeStruct):
         raise TypeError(
             "the selected layer of `fn` must be a single array; got a "
-            f"{type(out).__name__}. Pass `layer=` to pick one output (index, key, path or callable)."
+            f"{type(out).__name__}. Pass `layer=` to pick one output (index, key, path or "
+            "callable)."
         )
     return out.shape
 
@@ -322,7 +323,9 @@ def _relu_slt_kernel(params, x, layers, offsets):
 def _check_mlp_input(layers, x, name="x"):
     x = as_array(x, name)
     if x.ndim != 2:
-        raise ValueError(f"`{name}` must be (N, F) with samples as rows; got shape {tuple(x.shape)}.")
+        raise ValueError(
+            f"`{name}` must be (N, F) with samples as rows; got shape {tuple(x.shape)}."
+        )
     if x.shape[0] == 0:
         raise ValueError(f"`{name}` has no samples (N=0).")
     F = layers[0][0].shape[0]

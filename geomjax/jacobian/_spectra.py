@@ -4,8 +4,8 @@ For node ``m`` of layer ``l`` the SLT matrix over the data is ``SLT^l_m = [A^l(x
 shape ``(N, F)``; its singular values are ``sigma_j = sqrt(lambda_j(G^l_m))`` with the ``F x F``
 Gram matrix ``G^l_m = sum_i A^l(x_i)[m, :]^T A^l(x_i)[m, :]`` (uncentred, like the paper's
 ``M = U Sigma V*``). The Gram matrices are accumulated batch by batch, so memory is
-``O(groups * nodes * F^2)`` instead of ``O(N * nodes * F)``, and group-restricted spectra (per class,
-COR/INC) come from the same pass through 0/1 sample weights.
+``O(groups * nodes * F^2)`` instead of ``O(N * nodes * F)``, and group-restricted spectra (per
+class, COR/INC) come from the same pass through 0/1 sample weights.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from .._types import pytree_dataclass, result_dtype
 from ._auc import _auc_kernel
 from ._slt import _layer_indices, _pick, _relu_slt_hbf, mlp_layers
 
-__all__ = ["SLTSpectra", "slt_spectra", "gram_spectrum", "default_rcond", "SLTClassSpectra", "slt_class_spectra"]
+__all__ = [
+    "SLTSpectra",
+    "slt_spectra",
+    "gram_spectrum",
+    "default_rcond",
+    "SLTClassSpectra",
+    "slt_class_spectra",
+]
 
 _HI = jax.lax.Precision.HIGHEST
 
@@ -132,7 +139,9 @@ class SLTSpectra:
     def auc_at(self, n_sigma: int) -> list:
         """Per-node AUCs of every layer recomputed at one common ``n_sigma`` (for comparisons
         between groups of different size)."""
-        return [np.asarray(_auc_kernel(jnp.asarray(s), int(n_sigma), self.abscissa)) for s in self.sigma]
+        return [
+            np.asarray(_auc_kernel(jnp.asarray(s), int(n_sigma), self.abscissa)) for s in self.sigma
+        ]
 
     def mean_spectrum(self, layer: int = 0, group: int = 0) -> np.ndarray:
         """Normalised spectra ``sigma / sigma_1`` averaged over the live nodes of a layer/group."""
@@ -212,7 +221,9 @@ def _group_weights(groups, n: int, group_names=None):
     n_groups = len(group_names) if group_names is not None else None
     g = check_labels(g, n, "groups", n_groups)
     n_groups = n_groups or (int(g.max()) + 1 if g.size else 1)
-    names = tuple(group_names) if group_names is not None else tuple(str(i) for i in range(n_groups))
+    names = (
+        tuple(group_names) if group_names is not None else tuple(str(i) for i in range(n_groups))
+    )
     w = np.zeros((n, n_groups))
     w[np.arange(n), g] = 1.0
     return w, names
@@ -293,7 +304,9 @@ def _batches(x, groups, batch_size, group_names):
     if isinstance(x, (np.ndarray, jax.Array)) or hasattr(x, "__array__"):
         xa = as_array(x, "x")
         if xa.ndim != 2:
-            raise ValueError(f"`x` must be (N, F) with samples as rows; got shape {tuple(xa.shape)}.")
+            raise ValueError(
+                f"`x` must be (N, F) with samples as rows; got shape {tuple(xa.shape)}."
+            )
         if xa.shape[0] == 0:
             raise ValueError("`x` has no samples (N=0).")
         check_finite(xa, "x")
@@ -305,7 +318,9 @@ def _batches(x, groups, batch_size, group_names):
 
         return gen(), names, xa.dtype
     if not isinstance(x, Iterable):
-        raise TypeError(f"`x` must be an (N, F) array or an iterable of batches; got {type(x).__name__}.")
+        raise TypeError(
+            f"`x` must be an (N, F) array or an iterable of batches; got {type(x).__name__}."
+        )
     if groups is not None:
         raise ValueError(
             "with an iterable `x`, give each batch's groups in the batch itself: yield "
@@ -378,8 +393,8 @@ def slt_spectra(
     group). AUCs follow eq. 5 (:func:`spectrum_auc`) at ``n_sigma`` values.
 
     Args:
-        params: network parameters. Without ``fn``, a ReLU MLP (see :func:`mlp_layers`) and the exact
-            masked-weight product is used.
+        params: network parameters. Without ``fn``, a ReLU MLP (see :func:`mlp_layers`) and the
+            exact masked-weight product is used.
         x: ``(N, F)`` inputs, or an iterable of ``(B, F)`` batches (``B <= batch_size``), each
             optionally paired with its groups: ``(x_b, labels_b)`` with ``group_names`` given.
         fn: optional ``fn(params, x_i)`` for one sample; Jacobians then come from ``vmap(jacfwd)``
@@ -468,7 +483,7 @@ def slt_spectra(
     else:
         if not 2 <= int(n_sigma) <= F:
             raise ValueError(f"`n_sigma` must be between 2 and F={F}; got {n_sigma}.")
-        # spectra past min(N_g, F) are zero up to round-off, so a fixed n_sigma is meaningful for any N_g
+        # spectra past min(N_g, F) are zero up to round-off: a fixed n_sigma suits any N_g
         ns = np.full(G, int(n_sigma))
 
     rc = default_rcond(acc) if rcond is None else float(rcond)
@@ -616,7 +631,7 @@ def slt_class_spectra(
     keys = jax.random.split(key, len(classes)) if key is not None else [None] * len(classes)
     grams = []
     counts = []
-    for k, kk in zip(classes, keys):
+    for k, kk in zip(classes, keys, strict=False):
         idx = np.flatnonzero(y == k)
         if max_per_class is not None and idx.size > max_per_class:
             if kk is None:
@@ -633,7 +648,8 @@ def slt_class_spectra(
         for a, xa_b in enumerate(blocks):
             for b in range(a, len(blocks)):
                 Kab = np.asarray(
-                    _sample_gram(produce, params, xa_b) if a == b
+                    _sample_gram(produce, params, xa_b)
+                    if a == b
                     else _sample_gram_cross(produce, params, xa_b, blocks[b])
                 )
                 K[a * bs : (a + 1) * bs, b * bs : (b + 1) * bs] = Kab

@@ -40,7 +40,9 @@ def test_selectivity_clusters_match_scipy():
     np.testing.assert_array_equal(res.kept, kept)
     Zn = linkage(S[:, kept].T, method="average", metric="correlation")
     np.testing.assert_allclose(res.node_linkage, Zn)
-    np.testing.assert_allclose(res.class_linkage, linkage(S[:, kept], method="average", metric="correlation"))
+    np.testing.assert_allclose(
+        res.class_linkage, linkage(S[:, kept], method="average", metric="correlation")
+    )
     ref = np.unique(fcluster(Zn, t=0.5, criterion="distance")).size
     assert res.n_clusters == ref and res.n_dropped == 1 and res.node_labels[3] == 0
     t = res.table()
@@ -64,7 +66,9 @@ def test_lda_matches_sklearn(blobs, case):
         X = X + y[:, None] * 0.3
     ref = _sk(X, y)
     lda = gj.fit_lda(X, y)
-    np.testing.assert_allclose(lda.explained_variance_ratio, ref.explained_variance_ratio_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        lda.explained_variance_ratio, ref.explained_variance_ratio_, rtol=1e-10, atol=1e-12
+    )
     np.testing.assert_array_equal(np.asarray(gj.lda_predict(lda, X)), ref.predict(X))
     Z, Zr = np.asarray(gj.lda_transform(lda, X)), ref.transform(X)
     assert Z.shape[1] == lda.n_components
@@ -85,7 +89,10 @@ def test_lda_float32(blobs):
     X, y = blobs
     lda = gj.fit_lda(X.astype(np.float32), y)
     assert lda.scalings.dtype == np.float32
-    assert np.mean(np.asarray(gj.lda_predict(lda, X.astype(np.float32))) == _sk(X, y).predict(X)) > 0.98
+    assert (
+        np.mean(np.asarray(gj.lda_predict(lda, X.astype(np.float32))) == _sk(X, y).predict(X))
+        > 0.98
+    )
 
 
 def test_class_spectra_equals_per_class_svd(blobs):
@@ -114,7 +121,7 @@ def test_lda_layers_and_affine_invariance(blobs):
     assert t.dev_accuracy[0] == pytest.approx(t.dev_accuracy[1])
     assert t.dev_accuracy[0] == pytest.approx(_sk(X, y).score(X, y))
     np.testing.assert_allclose(res.evr[0], res.evr[1], atol=1e-10)
-    Zs = [gj.lda_transform(m, a) for m, a in zip(res.ldas, [X, H])]
+    Zs = [gj.lda_transform(m, a) for m, a in zip(res.ldas, [X, H], strict=False)]
     ex = gj.relative_expansion(Zs, y)
     np.testing.assert_allclose(ex.expansion[1], 0, atol=1e-9)
     np.testing.assert_allclose(ex.ratio[0], 1)
@@ -149,7 +156,9 @@ def test_cor_inc_split_and_confusions(blobs):
     assert s2["COR"].sum() + s2["INC"].sum() == y.size
     C = gj.confusion_matrix(y, pred, 4)
     assert C.sum() == y.size and np.trace(C) == (pred == y).sum()
-    np.testing.assert_array_equal(gj.most_confused_pairs(C), np.stack([np.arange(4), (np.arange(4) + 1) % 4], 1))
+    np.testing.assert_array_equal(
+        gj.most_confused_pairs(C), np.stack([np.arange(4), (np.arange(4) + 1) % 4], 1)
+    )
     C = np.zeros((4, 4))
     C[0, 1] = C[1, 2] = C[2, 0] = 5
     C[np.arange(4), np.arange(4)] = 10

@@ -60,7 +60,9 @@ def test_slt_templates_nearest_centroid(setup):
         np.testing.assert_allclose(res.mean_features[i], x[idx[sel]].mean(0))
     feat = gj.slt_templates(O, y, features=x, n_nearest=1000, space="features")
     k0 = int(feat.classes[0])
-    np.testing.assert_allclose(feat.templates[0], O[y == k0, k0, :].mean(0))  # all points when N_k < n
+    np.testing.assert_allclose(
+        feat.templates[0], O[y == k0, k0, :].mean(0)
+    )  # all points when N_k < n
     with pytest.raises(ValueError, match="reshape|inputs"):
         feat.as_images()
 
@@ -74,8 +76,11 @@ def test_confusable_pairs_grid_and_contrast(setup):
     a, b = res.pairs[0]
     np.testing.assert_allclose(res.grid[0, 1, 0], O[y == a][:, b, :].mean(0))
     # the contrast is the SLT of the logit difference y_a - y_b
-    J = gj.per_sample_jacobian(lambda p, xi: gj.relu_mlp_apply(p, xi)[0][a] - gj.relu_mlp_apply(p, xi)[0][b],
-                               net, x[y == b])
+    J = gj.per_sample_jacobian(
+        lambda p, xi: gj.relu_mlp_apply(p, xi)[0][a] - gj.relu_mlp_apply(p, xi)[0][b],
+        net,
+        x[y == b],
+    )
     np.testing.assert_allclose(res.contrast[0, 1], np.asarray(J).mean(0), rtol=1e-10, atol=1e-12)
     assert len(res.table()) == 2
     with pytest.raises(ValueError, match="pairs"):

@@ -40,7 +40,9 @@ def refs(net, data):
 def test_per_sample_jacobian_equals_per_sample_jacfwd(net, data, refs, method):
     for name in ("h1", "h3", "logits"):
         ref = refs[name]
-        got = np.asarray(gj.per_sample_jacobian(all_layers, net, data, layer=name, method=method, chunk_size=6))
+        got = np.asarray(
+            gj.per_sample_jacobian(all_layers, net, data, layer=name, method=method, chunk_size=6)
+        )
         assert got.shape == (data.shape[0], ref.shape[1], SIZES[0])
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-13)
 
@@ -56,15 +58,17 @@ def test_smooth_network_and_finite_differences(data):
     h = 1e-6
     E = np.eye(SIZES[0])
     for i in range(3):
-        fd = ((np.tanh((data[i] + h * E) @ W) * (data[i] + h * E)[:, :5])
-              - (np.tanh((data[i] - h * E) @ W) * (data[i] - h * E)[:, :5])).T / (2 * h)
+        fd = (
+            (np.tanh((data[i] + h * E) @ W) * (data[i] + h * E)[:, :5])
+            - (np.tanh((data[i] - h * E) @ W) * (data[i] - h * E)[:, :5])
+        ).T / (2 * h)
         np.testing.assert_allclose(J[i], fd, rtol=1e-7, atol=1e-8)
 
 
 def test_relu_path_equals_autodiff_and_finite_differences(net, data, refs):
     A = gj.relu_mlp_slt(net, data)
     names = ["h1", "h2", "h3", "logits"]
-    for a, name in zip(A, names):
+    for a, name in zip(A, names, strict=False):
         np.testing.assert_allclose(np.asarray(a), refs[name], rtol=1e-12, atol=1e-13)
     apply = jax.jit(gj.relu_mlp_apply)
     # central differences where the activation pattern is unchanged: exact up to rounding
@@ -79,7 +83,10 @@ def test_relu_path_equals_autodiff_and_finite_differences(net, data, refs):
             e = np.zeros(F)
             e[f] = h[f]
             same = all(
-                all(np.array_equal(np.asarray(a) > 0, p) for a, p in zip(apply(net, x + s * e)[1], pattern))
+                all(
+                    np.array_equal(np.asarray(a) > 0, p)
+                    for a, p in zip(apply(net, x + s * e)[1], pattern, strict=False)
+                )
                 for s in (1, -1)
             )
             if not same:
@@ -87,7 +94,9 @@ def test_relu_path_equals_autodiff_and_finite_differences(net, data, refs):
             up, dn = apply(net, x + e)[0], apply(net, x - e)[0]
             cols.append((np.asarray(up) - np.asarray(dn)) / (2 * h[f]))
         else:
-            np.testing.assert_allclose(np.stack(cols, 1), np.asarray(A[-1][i]), rtol=1e-8, atol=1e-9)
+            np.testing.assert_allclose(
+                np.stack(cols, 1), np.asarray(A[-1][i]), rtol=1e-8, atol=1e-9
+            )
             checked += 1
     assert checked >= 10
 
@@ -95,12 +104,15 @@ def test_relu_path_equals_autodiff_and_finite_differences(net, data, refs):
 def test_affine_identity_and_eq4(net, data):
     A, c = gj.relu_mlp_slt(net, data, offsets=True)
     logits, acts = gj.relu_mlp_apply(net, data)
-    for a, ci, h in zip(A, c, acts + [logits]):
+    for a, ci, h in zip(A, c, acts + [logits], strict=False):
         np.testing.assert_allclose(np.einsum("bhf,bf->bh", a, data) + ci, h, rtol=1e-12, atol=1e-12)
     zero_bias = [(k, jnp.zeros_like(b)) for k, b in net]
     (Aout,) = gj.relu_mlp_slt(zero_bias, data, layers=-1)
     np.testing.assert_allclose(
-        np.einsum("bkf,bf->bk", Aout, data), gj.relu_mlp_apply(zero_bias, data)[0], rtol=1e-12, atol=1e-12
+        np.einsum("bkf,bf->bk", Aout, data),
+        gj.relu_mlp_apply(zero_bias, data)[0],
+        rtol=1e-12,
+        atol=1e-12,
     )
 
 

@@ -36,16 +36,27 @@ def assert_spectra_close(got, ref):
     s1 = ref[..., :1]
     live = s1[..., 0] > 0
     big = ref > 1e-6 * s1
-    np.testing.assert_allclose(got[..., :n][big] / np.broadcast_to(s1, ref.shape)[big],
-                               ref[big] / np.broadcast_to(s1, ref.shape)[big], rtol=0, atol=1e-10)
-    assert np.all(got[..., :n][~big & live[..., None]] <= 1e-6 * np.broadcast_to(s1, ref.shape)[~big & live[..., None]] + 1e-7)
+    np.testing.assert_allclose(
+        got[..., :n][big] / np.broadcast_to(s1, ref.shape)[big],
+        ref[big] / np.broadcast_to(s1, ref.shape)[big],
+        rtol=0,
+        atol=1e-10,
+    )
+    assert np.all(
+        got[..., :n][~big & live[..., None]]
+        <= 1e-6 * np.broadcast_to(s1, ref.shape)[~big & live[..., None]] + 1e-7
+    )
 
 
 def test_streamed_spectra_equal_stacked_svd_per_group(net, data):
     x, y = data
     A = [np.asarray(a) for a in gj.relu_mlp_slt(net, x)]
     res = gj.slt_spectra(net, x, groups=y, batch_size=16)  # 3 batches, last one padded
-    assert res.group_names == ("0", "1", "2") and res.layer_names == ("hidden_1", "hidden_2", "output")
+    assert res.group_names == ("0", "1", "2") and res.layer_names == (
+        "hidden_1",
+        "hidden_2",
+        "output",
+    )
     np.testing.assert_array_equal(res.counts, np.bincount(y))
     for li, a in enumerate(A):
         for g in range(3):
@@ -64,10 +75,16 @@ def test_streamed_spectra_equal_stacked_svd_per_group(net, data):
 def test_groups_forms_and_batch_invariance(net, data):
     x, y = data
     mask = y == 1
-    r_dict = gj.slt_spectra(net, x, groups={"ALL": np.ones_like(mask), "A": mask, "B": ~mask}, batch_size=40)
+    r_dict = gj.slt_spectra(
+        net, x, groups={"ALL": np.ones_like(mask), "A": mask, "B": ~mask}, batch_size=40
+    )
     r_bool = gj.slt_spectra(net, x, groups=mask, batch_size=7)
-    r_iter = gj.slt_spectra(net, ((x[i:i + 9], mask[i:i + 9].astype(int)) for i in range(0, 40, 9)),
-                            group_names=["B", "A"], batch_size=9)
+    r_iter = gj.slt_spectra(
+        net,
+        ((x[i : i + 9], mask[i : i + 9].astype(int)) for i in range(0, 40, 9)),
+        group_names=["B", "A"],
+        batch_size=9,
+    )
     r_all = gj.slt_spectra(net, x, batch_size=13)
     for li in range(3):
         np.testing.assert_allclose(r_dict.sigma[li][1], r_bool.sigma[li][0], atol=1e-7)
@@ -83,13 +100,17 @@ def test_generic_fn_route_and_inputs(net, data):
         logits, acts = gj.relu_mlp_apply(p, xi)
         return {"h2": acts[1], "logits": logits}
 
-    r_fn = gj.slt_spectra(net, x, fn=fn, layers=["h2", "logits"], batch_size=16, inputs=True, keep_gram=True)
+    r_fn = gj.slt_spectra(
+        net, x, fn=fn, layers=["h2", "logits"], batch_size=16, inputs=True, keep_gram=True
+    )
     r_relu = gj.slt_spectra(net, x, layers=[1, -1], batch_size=16, inputs=True)
     (A2,) = gj.relu_mlp_slt(net, x, layers=1)
     for li in range(2):
         np.testing.assert_allclose(r_fn.sigma[li], r_relu.sigma[li], atol=1e-7)
         np.testing.assert_allclose(r_fn.sigma_inputs[li], r_relu.sigma_inputs[li], atol=1e-7)
-    ref_in = np.stack([np.linalg.svd(np.asarray(A2)[:, :, f], compute_uv=False) for f in range(SIZES[0])])
+    ref_in = np.stack(
+        [np.linalg.svd(np.asarray(A2)[:, :, f], compute_uv=False) for f in range(SIZES[0])]
+    )
     assert_spectra_close(r_relu.sigma_inputs[0][0], ref_in)
     assert r_fn.gram[0].shape == (1, 7, SIZES[0], SIZES[0])
 
@@ -100,7 +121,7 @@ def test_float32_accumulation(net, data):
     r32 = gj.slt_spectra(n32, x.astype(np.float32), batch_size=16)
     r64 = gj.slt_spectra(net, x, batch_size=16)
     assert r32.sigma[0].dtype == np.float32
-    for a, b in zip(r32.auc, r64.auc):
+    for a, b in zip(r32.auc, r64.auc, strict=False):
         np.testing.assert_allclose(a, b, atol=2e-3 * SIZES[0])
 
 
@@ -113,13 +134,17 @@ def test_first_hidden_layer_rank_one_auc(net, data):
 
 def test_slt_class_spectra_equals_direct_svd(net, data):
     x, y = data
-    res = gj.slt_class_spectra(jax.random.key(0), net, x, y, layer=1, max_per_class=None, block_size=5)
+    res = gj.slt_class_spectra(
+        jax.random.key(0), net, x, y, layer=1, max_per_class=None, block_size=5
+    )
     (A,) = gj.relu_mlp_slt(net, x, layers=1)
     A = np.asarray(A)
     for i, k in enumerate(res.classes):
         ref = np.linalg.svd(A[y == k].reshape((y == k).sum(), -1), compute_uv=False)
         big = ref > 1e-6 * ref[0]
-        np.testing.assert_allclose(res.sigma[i, : ref.size][big] / ref[0], ref[big] / ref[0], atol=1e-10)
+        np.testing.assert_allclose(
+            res.sigma[i, : ref.size][big] / ref[0], ref[big] / ref[0], atol=1e-10
+        )
     capped = gj.slt_class_spectra(jax.random.key(0), net, x, y, layer=1, max_per_class=6)
     assert np.all(capped.counts == 6) and capped.n_sigma == 6
     again = gj.slt_class_spectra(jax.random.key(0), net, x, y, layer=1, max_per_class=6)
@@ -164,7 +189,9 @@ def test_auc_batched_and_dead():
 
 def test_gram_spectrum_matches_svd():
     M = np.random.default_rng(0).standard_normal((30, 6))
-    np.testing.assert_allclose(gj.gram_spectrum(M.T @ M), np.linalg.svd(M, compute_uv=False), rtol=1e-10)
+    np.testing.assert_allclose(
+        gj.gram_spectrum(M.T @ M), np.linalg.svd(M, compute_uv=False), rtol=1e-10
+    )
 
 
 def test_bad_input_errors(net, data):
