@@ -79,6 +79,8 @@ class EmpiricalCapacity:
         n_checks: separability checks run.
         newton_steps_max, newton_steps_mean: solver effort per check.
         max_residual: largest Gordan residual among non-separable verdicts.
+        ci_coverage: exact coverage of the median interval (below ``confidence`` only when
+            there are too few dichotomies, e.g. fewer than 6 at 95 %).
         n_dichotomies, confidence, n_manifolds, n_features: settings and sizes.
     """
 
@@ -98,6 +100,7 @@ class EmpiricalCapacity:
     newton_steps_max: Any
     newton_steps_mean: Any
     max_residual: Any
+    ci_coverage: Any
     n_dichotomies: int = 0
     confidence: float = 0.95
     n_manifolds: int = 0
@@ -123,6 +126,7 @@ class EmpiricalCapacity:
             "newton_steps_max": int(self.newton_steps_max),
             "newton_steps_mean": float(self.newton_steps_mean),
             "max_residual": float(self.max_residual),
+            "ci_coverage": float(self.ci_coverage),
         }
 
     def to_frame(self):
@@ -230,7 +234,9 @@ def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, bloc
 
 
 def _median_ci_ranks(n: int, confidence: float) -> tuple[int, int]:
-    """1-based ranks ``(l, u)`` with ``P(X_(l) <= median <= X_(u)) >= confidence``."""
+    """1-based ranks ``(l, u)`` of the order statistics bracketing the median: the narrowest
+    symmetric pair with coverage ``P(l <= B < u) >= confidence``, ``B ~ Binomial(n, 1/2)``, or
+    ``(1, n)`` when even that falls short (see :func:`_median_ci_coverage`)."""
     from scipy.stats import binom
 
     a = (1.0 - confidence) / 2.0
@@ -239,6 +245,12 @@ def _median_ci_ranks(n: int, confidence: float) -> tuple[int, int]:
         l -= 1
     l = max(l, 1)
     return l, n - l + 1
+
+
+def _median_ci_coverage(n: int, l: int, u: int) -> float:
+    from scipy.stats import binom
+
+    return float(binom.cdf(u - 1, n, 0.5) - binom.cdf(l - 1, n, 0.5))
 
 
 def empirical_capacity(
@@ -393,6 +405,7 @@ def empirical_capacity(
         newton_steps_max=np.asarray(int(out["steps_max"].max())),
         newton_steps_mean=np.asarray(float(out["steps_sum"].sum()) / max(n_checks, 1)),
         max_residual=np.asarray(float(out["max_residual"].max())),
+        ci_coverage=np.asarray(_median_ci_coverage(D, l_rank, u_rank)),
         n_dichotomies=int(D),
         confidence=float(confidence),
         n_manifolds=int(P),

@@ -159,3 +159,29 @@ def test_benchmark_scale_agrees_with_mean_field_capacity():
     res = empirical_capacity(jax.random.key(0), X, 64, capacity_guess=mft)
     assert int(res.n_undecided) == 0
     assert abs(float(res.alpha_sim) / mft - 1) < 0.08
+
+
+def test_median_interval_ranks_and_coverage():
+    from scipy.stats import binom
+
+    from geomjax.manifold._empirical import _median_ci_coverage, _median_ci_ranks
+
+    assert _median_ci_ranks(20, 0.95) == (6, 15)
+    for n in (6, 20, 64, 101):
+        l, u = _median_ci_ranks(n, 0.95)
+        cov = _median_ci_coverage(n, l, u)
+        assert cov >= 0.95
+        # Narrowest: moving either end inwards loses the coverage.
+        assert binom.cdf(u - 2, n, 0.5) - binom.cdf(l, n, 0.5) < 0.95
+    assert _median_ci_ranks(4, 0.95) == (1, 4)
+    assert _median_ci_coverage(4, 1, 4) == pytest.approx(0.875)
+
+
+@pytest.mark.slow
+def test_float32_input_follows_dtype():
+    X = small(0.5, 4)
+    r64 = run(X)
+    r32 = run(X.astype(np.float32))
+    assert int(r32.n_undecided) == 0
+    # Thresholds may move by a feature where a margin sits at float32 round-off.
+    assert np.mean(np.abs(np.asarray(r32.n_star) - np.asarray(r64.n_star)) <= 1) >= 0.9
