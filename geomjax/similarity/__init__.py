@@ -12,7 +12,7 @@ the module docstrings say where other libraries compute something different unde
 * :func:`cca`, :func:`svcca`, :func:`pwcca`, :func:`truncated_mean`.
 """
 
-from ._cca import CCAResult, PWCCAResult, cca, pwcca, svcca, truncated_mean
+from ._cca import CCAResult, PWCCAResult, cca, cca_method, pwcca, svcca, truncated_mean
 from ._cka import (
     cka,
     cka_gram,
@@ -49,6 +49,7 @@ __all__ = [
     "svcca",
     "pwcca",
     "truncated_mean",
+    "cca_method",
 ]
 
 from ._matrix import SimilarityMatrix, cka_matrix, similarity_matrix  # noqa: E402

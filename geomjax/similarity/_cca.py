@@ -40,7 +40,7 @@ from geomjax._types import pytree_dataclass
 from ._kernels import center, mm
 from ._validate import check_choice, prep_pair
 
-__all__ = ["CCAResult", "PWCCAResult", "cca", "svcca", "pwcca", "truncated_mean"]
+__all__ = ["CCAResult", "PWCCAResult", "cca", "svcca", "pwcca", "truncated_mean", "cca_method"]
 
 
 @pytree_dataclass
@@ -91,7 +91,7 @@ class PWCCAResult:
     side: str
 
 
-def _basis(x, epsilon, rtol, threshold):
+def _basis(x, epsilon, rtol, threshold, method: str = "svd"):
     """Centred thin SVD with google/svcca's neuron pruning and ridge, rank and SVCCA masks.
 
     Returns ``(u, s, vt, f, rank, kept)`` where the whitening/shrinkage factor ``f_i`` is
@@ -104,7 +104,16 @@ def _basis(x, epsilon, rtol, threshold):
     vmax = jnp.max(var)
     keep = var >= epsilon * vmax  # google/svcca remove_small on the max-scaled covariance
     xc = jnp.where(keep[None, :], xc, 0)
-    u, s, vt = jnp.linalg.svd(xc, full_matrices=False)
+    if method == "svd":
+        u, s, vt = jnp.linalg.svd(xc, full_matrices=False)
+    else:
+        # N >> D: eigh of the D x D cross-product (one GEMM + a D^3 eigensolver) instead of an
+        # SVD of the N x D matrix; U = X_c V S^-1 on the numerically non-null directions.
+        lam, v = jnp.linalg.eigh(mm(xc.T, xc))
+        lam, v = lam[::-1], v[:, ::-1]
+        s = jnp.sqrt(jnp.maximum(lam, 0))
+        vt = v.T
+        u = mm(xc, v) / jnp.where(s > rtol * s[0], s, 1)[None, :]
     tol = rtol * s[0]
     rank = jnp.sum(s > tol)
     idx = jnp.arange(s.shape[0])
@@ -120,15 +129,30 @@ def _basis(x, epsilon, rtol, threshold):
     return u, s, vt, f, rank, kept
 
 
-def _default_rtol(n, d, dtype):
-    return float(max(n, d) * jnp.finfo(dtype).eps)
+def _default_rtol(n, d, dtype, method: str = "svd"):
+    eps = float(jnp.finfo(dtype).eps)
+    if method == "cov":  # eigenvalues of X^T X carry eps * s_max^2 noise: s below ~sqrt is null
+        return float(np.sqrt(max(n, d) * eps))
+    return float(max(n, d) * eps)
 
 
-@partial(jax.jit, static_argnames=("use_threshold",))
-def _cca_core(x, y, epsilon, rtol_x, rtol_y, threshold, use_threshold: bool):
+def cca_method(n: int, dx: int, dy: int, dtype) -> str:
+    """``"cov"`` (GEMM + eigh of D x D) for float64 with N >= 2 max(Dx, Dy), else ``"svd"``.
+
+    The covariance route squares the condition number, so it is chosen only in float64, where
+    directions whose singular value is below ``sqrt(max(N, D) eps) * s_max`` are treated as null
+    (they carry less than ~1e-12 of the variance).
+    """
+    if jnp.dtype(dtype) == jnp.float64 and n >= 2 * max(dx, dy):
+        return "cov"
+    return "svd"
+
+
+@partial(jax.jit, static_argnames=("use_threshold", "method"))
+def _cca_core(x, y, epsilon, rtol_x, rtol_y, threshold, use_threshold: bool, method: str):
     thr = threshold if use_threshold else None
-    ux, sx, vtx, fx, rx, kx = _basis(x, epsilon, rtol_x, thr)
-    uy, sy, vty, fy, ry, ky = _basis(y, epsilon, rtol_y, thr)
+    ux, sx, vtx, fx, rx, kx = _basis(x, epsilon, rtol_x, thr, method)
+    uy, sy, vty, fy, ry, ky = _basis(y, epsilon, rtol_y, thr, method)
     m = mm((ux * fx[None, :]).T, uy * fy[None, :])
     w, rho, zt = jnp.linalg.svd(m, full_matrices=False)
     ncomp = jnp.minimum(kx, ky)
@@ -149,21 +173,26 @@ def _cca_core(x, y, epsilon, rtol_x, rtol_y, threshold, use_threshold: bool):
     return res, (w, zt, fx, sx, vtx, fy, sy, vty, valid)
 
 
-def _prep_cca(x, y, epsilon, rtol):
+def _prep_cca(x, y, epsilon, rtol, method):
+    check_choice(method, "method", ("auto", "svd", "cov"))
     xa, ya = prep_pair(x, y, min_samples=2)
     eps = float(epsilon)
     if not eps >= 0:
         raise ValueError(f"`epsilon` (ridge) must be >= 0; got {epsilon!r}.")
     n = xa.shape[0]
+    if method == "auto":
+        method = cca_method(n, xa.shape[1], ya.shape[1], xa.dtype)
     if rtol is None:
-        rx = _default_rtol(n, xa.shape[1], xa.dtype)
-        ry = _default_rtol(n, ya.shape[1], ya.dtype)
+        rx = _default_rtol(n, xa.shape[1], xa.dtype, method)
+        ry = _default_rtol(n, ya.shape[1], ya.dtype, method)
     else:
         rx = ry = float(rtol)
-    return xa, ya, eps, rx, ry
+    return xa, ya, eps, rx, ry, method
 
 
-def cca(x, y, *, epsilon: float = 0.0, rtol: float | None = None) -> CCAResult:
+def cca(
+    x, y, *, epsilon: float = 0.0, rtol: float | None = None, method: str = "auto"
+) -> CCAResult:
     """Canonical correlation analysis (Hotelling 1936) of two representations.
 
     ``rho`` are the singular values of ``(Sxx + r_x I)^{-1/2} Sxy (Syy + r_y I)^{-1/2}``, computed
@@ -180,16 +209,24 @@ def cca(x, y, *, epsilon: float = 0.0, rtol: float | None = None) -> CCAResult:
         epsilon: ridge relative to the largest neuron variance (also drops neurons whose
             variance is below it, as google/svcca does).
         rtol: relative singular value tolerance for the rank.
+        method: ``"svd"`` (thin SVD of the centred data), ``"cov"`` (eigh of ``X_c^T X_c``,
+            much cheaper when N >> D) or ``"auto"`` (see :func:`cca_method`).
 
     Returns:
         :class:`CCAResult`.
     """
-    xa, ya, eps, rx, ry = _prep_cca(x, y, epsilon, rtol)
-    return _cca_core(xa, ya, eps, rx, ry, 1.0, False)[0]
+    xa, ya, eps, rx, ry, m = _prep_cca(x, y, epsilon, rtol, method)
+    return _cca_core(xa, ya, eps, rx, ry, 1.0, False, m)[0]
 
 
 def svcca(
-    x, y, *, threshold: float = 0.99, epsilon: float = 0.0, rtol: float | None = None
+    x,
+    y,
+    *,
+    threshold: float = 0.99,
+    epsilon: float = 0.0,
+    rtol: float | None = None,
+    method: str = "auto",
 ) -> CCAResult:
     """SVCCA (Raghu et al. 2017): SVD truncation to ``threshold`` of the variance, then CCA.
 
@@ -205,16 +242,17 @@ def svcca(
     thr = float(threshold)
     if not 0 < thr <= 1:
         raise ValueError(f"`threshold` must be in (0, 1]; got {threshold!r}.")
-    xa, ya, eps, rx, ry = _prep_cca(x, y, epsilon, rtol)
-    return _cca_core(xa, ya, eps, rx, ry, thr, True)[0]
+    xa, ya, eps, rx, ry, m = _prep_cca(x, y, epsilon, rtol, method)
+    return _cca_core(xa, ya, eps, rx, ry, thr, True, m)[0]
 
 
-@partial(jax.jit, static_argnames=("side", "use_threshold", "variant"))
+@partial(jax.jit, static_argnames=("side", "use_threshold", "variant", "method"))
 def _pwcca_core(
-    x, y, epsilon, rtol_x, rtol_y, threshold, side: str, use_threshold: bool, variant: str
+    x, y, epsilon, rtol_x, rtol_y, threshold, side: str, use_threshold: bool, variant: str,
+    method: str,
 ):
     res, (w, zt, fx, sx, vtx, fy, sy, vty, valid) = _cca_core(
-        x, y, epsilon, rtol_x, rtol_y, threshold, use_threshold
+        x, y, epsilon, rtol_x, rtol_y, threshold, use_threshold, method
     )
     if side == "x":
         coef, f, s, vt, a = w, fx, sx, vtx, x  # h = U_x diag(f) w_i
@@ -259,6 +297,7 @@ def pwcca(
     epsilon: float = 0.0,
     threshold: float | None = None,
     rtol: float | None = None,
+    method: str = "auto",
 ) -> PWCCAResult:
     """Projection-weighted CCA (Morcos, Raghu & Bengio 2018, sec. 3.2).
 
@@ -284,12 +323,13 @@ def pwcca(
         variant: ``"morcos"`` (the paper's definition) or ``"svcca_repo"``.
         epsilon: ridge as in :func:`cca`.
         threshold: optional SVD variance truncation before CCA (as in :func:`svcca`).
+        method: ``"auto"``, ``"svd"`` or ``"cov"``, as in :func:`cca`.
 
     Returns:
         :class:`PWCCAResult`.
     """
     check_choice(variant, "variant", ("morcos", "svcca_repo"))
-    xa, ya, eps, rx, ry = _prep_cca(x, y, epsilon, rtol)
+    xa, ya, eps, rx, ry, m = _prep_cca(x, y, epsilon, rtol, method)
     if variant == "svcca_repo":
         auto = "x" if xa.shape[1] <= ya.shape[1] else "y"
         if side is not None and side != auto:
@@ -309,7 +349,7 @@ def pwcca(
     thr = float(threshold) if use else 1.0
     if use and not 0 < thr <= 1:
         raise ValueError(f"`threshold` must be in (0, 1]; got {threshold!r}.")
-    return _pwcca_core(xa, ya, eps, rx, ry, thr, side, use, variant)
+    return _pwcca_core(xa, ya, eps, rx, ry, thr, side, use, variant, m)
 
 
 def truncated_mean(rho, threshold: float = 0.98) -> float:

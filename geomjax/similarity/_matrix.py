@@ -34,7 +34,7 @@ from jax import lax
 from geomjax._checks import as_array
 from geomjax._types import result_dtype
 
-from ._cca import _basis, _default_rtol
+from ._cca import _basis, _default_rtol, cca_method
 from ._cka import _check_rbf_size, _rbf_sigmas
 from ._kernels import HI, _gram_rbf, center, debiased_dot, mm
 from ._sequence import interpolate_features
@@ -330,12 +330,12 @@ def _rbf_inner(g, debiased: bool):
     return mm(f, f.T)
 
 
-@partial(jax.jit, static_argnames=("use_threshold",))
-def _bases(z, rtols, epsilon, threshold, use_threshold: bool):
+@partial(jax.jit, static_argnames=("use_threshold", "method"))
+def _bases(z, rtols, epsilon, threshold, use_threshold: bool, method: str):
     thr = threshold if use_threshold else None
 
     def one(x, rt):
-        u, s, vt, f, rank, kept = _basis(x, epsilon, rt, thr)
+        u, s, vt, f, rank, kept = _basis(x, epsilon, rt, thr, method)
         return u * f[None, :], f, f * s, vt, kept
 
     return jax.vmap(one)(z, rtols)
@@ -372,6 +372,7 @@ def similarity_matrix(
     threshold: float = 0.99,
     match_width: str = "pad",
     pair_chunk: int = 4,
+    cca_factorization: str = "auto",
     **cka_kw,
 ) -> SimilarityMatrix:
     """All pairs of representations under a named measure.
@@ -388,6 +389,8 @@ def similarity_matrix(
             ``"interpolate"`` (linearly interpolate narrower layers to the widest, the option
             the ASR CCA/CKA study used; it changes the values).
         pair_chunk: pairs per vmapped chunk (memory).
+        cca_factorization: CCA-family factorisation, ``"auto"``, ``"svd"`` or ``"cov"`` (see
+            :func:`geomjax.similarity.cca`).
         **cka_kw: passed to :func:`cka_matrix` for the CKA measures.
 
     Returns:
@@ -417,8 +420,13 @@ def similarity_matrix(
         raise TypeError(f"unexpected options for measure={measure!r}: {sorted(cka_kw)}.")
     xn, yn, reps, n_x, symmetric = _prepare(xs, ys, 2)
     n = reps[0].shape[0]
+    dmax = max(r.shape[1] for r in reps)
+    check_choice(cca_factorization, "cca_factorization", ("auto", "svd", "cov"))
+    cm = cca_factorization
+    if cm == "auto":
+        cm = cca_method(n, dmax, dmax, reps[0].dtype)
     rtols = jnp.asarray(
-        [_default_rtol(n, r.shape[1], r.dtype) for r in reps], dtype=reps[0].dtype
+        [_default_rtol(n, r.shape[1], r.dtype, cm) for r in reps], dtype=reps[0].dtype
     )
     use_thr = measure == "svcca"
     thr = float(threshold)
@@ -426,7 +434,7 @@ def similarity_matrix(
         raise ValueError(f"`threshold` must be in (0, 1]; got {threshold!r}.")
     if not float(epsilon) >= 0:
         raise ValueError(f"`epsilon` (ridge) must be >= 0; got {epsilon!r}.")
-    uf, ff, fs, vt, kept = _bases(_stack_padded(reps), rtols, float(epsilon), thr, use_thr)
+    uf, ff, fs, vt, kept = _bases(_stack_padded(reps), rtols, float(epsilon), thr, use_thr, cm)
     if symmetric and measure != "pwcca":
         pairs = [(i, j) for i in range(n_x) for j in range(i, n_x)]
     elif symmetric:
@@ -443,7 +451,7 @@ def similarity_matrix(
         out[i, j - off] = v
         if symmetric and measure != "pwcca":
             out[j, i] = v
-    settings = dict(epsilon=float(epsilon), match_width=match_width)
+    settings = dict(epsilon=float(epsilon), match_width=match_width, cca_method=cm)
     if use_thr:
         settings["threshold"] = thr
     return SimilarityMatrix(out, xn, yn, measure, settings)

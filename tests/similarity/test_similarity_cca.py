@@ -157,6 +157,22 @@ def test_cca_n_less_than_d_with_regularisation():
     assert 0 < float(r.mean) < 0.99
 
 
+@pytest.mark.parametrize("fn", ["cca", "svcca", "pwcca"])
+def test_svd_and_covariance_routes_agree(fn):
+    x, y = _pair(11, (300, 8, 12))
+    x = np.concatenate([x, x[:, :2] + x[:, 2:4]], axis=1)  # rank-deficient: 8 of 10
+    f = getattr(sim, fn)
+    a, b = f(x, y, method="svd"), f(x, y, method="cov")
+    if fn == "pwcca":
+        assert float(a.value) == pytest.approx(float(b.value), abs=1e-10)
+    else:
+        assert int(a.rank_x) == int(b.rank_x) == 8
+        np.testing.assert_allclose(a.rho, b.rho, atol=1e-10)
+    assert sim.cca_method(300, 10, 12, np.float64) == "cov"
+    assert sim.cca_method(300, 10, 12, np.float32) == "svd"
+    assert sim.cca_method(20, 10, 12, np.float64) == "svd"
+
+
 def test_truncated_mean_matches_google_summary():
     rho = np.array([0.9, 0.8, 0.5, 0.1, 0.01])
     i = next(i for i in range(len(rho)) if rho[:i].sum() / rho.sum() >= 0.98)
