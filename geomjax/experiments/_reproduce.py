@@ -484,22 +484,23 @@ def stage_probing(ctx: Context) -> None:
         r = paper_pipeline(jax.random.key(_key(ctx.seed, "probe", name)), Xtr,
                            np.stack(ytr_all), Xte, np.stack(yte_all), index,
                            n_classes=max(n_cls), epochs=prof.probe_epochs)
-        df = r.to_frame()
-        lay = df["analysis"] == "layer"
-        df.loc[lay, "subset"] = [layers[int(s[1:])] for s in df.loc[lay, "subset"]]
-        df["n_classes"] = [n_cls[t] for t in df["task"]]
-        df.insert(0, "label", [tasks[t] for t in df["task"]])
-        df = df.drop(columns=["task", "seed"])
-        df.insert(0, "weights", weights)
-        df.insert(0, "model", name)
-        res_rows.append(df)
-        dd = r.layer_distribution_frame()
-        dd["layer"] = [layers[i] for i in dd["layer"]]
-        dd.insert(0, "label", [tasks[t] for t in dd["task"]])
-        dd = dd.drop(columns=["task", "seed"])
-        dd.insert(0, "weights", weights)
-        dd.insert(0, "model", name)
-        dist_rows.append(dd)
+        for t, task in enumerate(tasks):
+            # one task's slice of the batched result (every leaf carries the task axis first)
+            rt = jax.tree_util.tree_map(lambda a, t=t: a[t], r)
+            df = rt.to_frame().drop(columns=["task", "seed"])
+            lay = df["analysis"] == "layer"
+            df.loc[lay, "subset"] = [layers[int(s[1:])] for s in df.loc[lay, "subset"]]
+            df["n_classes"] = n_cls[t]
+            df.insert(0, "label", task)
+            df.insert(0, "weights", weights)
+            df.insert(0, "model", name)
+            res_rows.append(df)
+            dd = rt.layer_distribution_frame().drop(columns=["task", "seed"])
+            dd["layer"] = [layers[i] for i in dd["layer"]]
+            dd.insert(0, "label", task)
+            dd.insert(0, "weights", weights)
+            dd.insert(0, "model", name)
+            dist_rows.append(dd)
         eer_rows += _eer_rows(ctx, fte, mte["speaker"].astype(str).to_numpy(),
                               {"model": name, "weights": weights})
     ctx.run.save_table("probing", pd.concat(res_rows, ignore_index=True))
