@@ -84,7 +84,8 @@ def run_neurox(mods, xtr, ytr, xte, yte, widths, args, seed=0):
     c2i = {str(c): c for c in range(n_classes)}
     i2c = {c: str(c) for c in range(n_classes)}
     d = xtr.shape[1]
-    kw = dict(lambda_l1=args.lam, lambda_l2=args.lam, num_epochs=args.epochs, batch_size=128)
+    kw = dict(lambda_l1=args.lam, lambda_l2=args.lam, num_epochs=args.epochs, batch_size=128,
+              learning_rate=args.lr)
 
     def acc(probe, x, y):
         with contextlib.redirect_stdout(io.StringIO()):
@@ -164,9 +165,12 @@ def main(argv=None) -> int:
     p.add_argument("--n-samples", type=int, default=10_000)
     p.add_argument("--width", type=int, default=1850, help="neurons per layer (6 layers)")
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (papers: 1e-3)")
     p.add_argument("--lam", type=float, default=1e-5, help="lam1 = lam2 of the papers' protocol")
     p.add_argument("--conv-lam1", type=float, default=1e-3, help="converged comparison: lam1")
     p.add_argument("--conv-lam2", type=float, default=1e-3, help="converged comparison: lam2")
+    p.add_argument("--conv-layer", default="5",
+                   help="features of the converged comparison: a layer index or 'all'")
     p.add_argument("--tasks", type=int, default=1, help="label sets batched in one call")
     p.add_argument("--seeds", type=int, default=1, help="seeds batched in one call")
     p.add_argument("--no-neurox", action="store_true")
@@ -174,7 +178,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.fractions = (0.01, 0.05, 0.10, 0.15, 0.20, 0.25, 0.50, 0.75)
     if args.smoke:
-        args.n_samples, args.width, args.repeat, args.epochs = 400, 30, 1, 3
+        # few steps on tiny data: a larger step size so that the probes still learn
+        args.n_samples, args.width, args.repeat, args.epochs, args.lr = 400, 30, 1, 4, 3e-2
 
     import jax
     import numpy as np
@@ -214,7 +219,8 @@ def main(argv=None) -> int:
 
     def gj():
         return gp.paper_pipeline(key, xtr, ytr_b, xte, yte_b, index, n_classes=5,
-                                 lam1=args.lam, lam2=args.lam, epochs=args.epochs)
+                                 lam1=args.lam, lam2=args.lam, epochs=args.epochs,
+                                 learning_rate=args.lr)
 
     res, t_gj = time_call(gj, repeat=args.repeat)
     sel = (0,) * (np.ndim(res.all_scores.accuracy))
@@ -244,21 +250,29 @@ def main(argv=None) -> int:
 
     # ---------------- converged optimum vs scikit-learn ----------------
     conv_rows = []
+    if args.conv_layer == "all":
+        cx_tr, cx_te, conv_feats = xtr, xte, f"ALL ({d} neurons)"
+    else:
+        li = int(args.conv_layer)
+        a, b = int(index.offsets[li]), int(index.offsets[li + 1])
+        cx_tr, cx_te = np.ascontiguousarray(xtr[:, a:b]), np.ascontiguousarray(xte[:, a:b])
+        conv_feats = f"layer {li} ({b - a} neurons)"
     if not args.no_sklearn:
         for name, l1, l2, solver, it in (
             ("elastic net", args.conv_lam1, args.conv_lam2, "saga", 300),
             ("L2", 0.0, args.conv_lam2, "lbfgs", 2000),
         ):
             (sk_acc, sk_it), t_sk = time_call(
-                _sklearn_converged, xtr, ytr, xte, yte, l1, l2, solver, it, repeat=1,
+                _sklearn_converged, cx_tr, ytr, cx_te, yte, l1, l2, solver, it, repeat=1,
                 warmup=False)
             sol, t_c = time_call(
-                lambda l1=l1, l2=l2: gp.fit_probes(jax.random.key(0), xtr, ytr, lam1=l1, lam2=l2,
-                                                   mode="converged", rtol=1e-3, max_steps=3000),
+                lambda l1=l1, l2=l2: gp.fit_probes(jax.random.key(0), cx_tr, ytr, lam1=l1,
+                                                   lam2=l2, mode="converged", rtol=1e-3,
+                                                   max_steps=3000),
                 repeat=1)
-            c_acc = float(np.mean(np.asarray(gp.predict(sol.value, xte)) == yte))
+            c_acc = float(np.mean(np.asarray(gp.predict(sol.value, cx_te)) == yte))
             conv_rows.append({
-                "objective": f"{name} (lam1={l1:g}, lam2={l2:g})",
+                "objective": f"{name} (lam1={l1:g}, lam2={l2:g}) on {conv_feats}",
                 "sklearn solver": f"{solver} ({sk_it} it)",
                 "sklearn acc": sk_acc, "sklearn CPU-s": t_sk.cpu_s, "sklearn wall-s": t_sk.wall_s,
                 "geomjax acc": c_acc, "geomjax converged": bool(sol.converged),
@@ -332,7 +346,8 @@ def main(argv=None) -> int:
                        "geomjax first call s": t_gj.first_call_s, "NeuroX": "not run"}]
     md = "\n\n".join(filter(None, [
         f"{ntr} train / {len(yte)} test utterances x {d} neurons (6 layers x {widths[0]}), 5 "
-        f"classes, {len(planted)} planted neurons; lam1 = lam2 = {args.lam:g}, Adam, "
+        f"classes, {len(planted)} planted neurons; lam1 = lam2 = {args.lam:g}, "
+        f"Adam lr {args.lr:g}, "
         f"{args.epochs} epochs, batch 128; NeuroX run once (step by step), geomjax best of "
         f"{args.repeat} after a warm-up. Peak RSS {peak_rss_mb():.0f} MB. Agreement: "
         + ("ok" if ok else "FAILED (" + "; ".join(problems) + "), ratios withheld"),
