@@ -192,7 +192,15 @@ TARGETS = {
         metric="accuracy",
         target=0.60,
         higher=True,
-        train=dict(epochs=25, batch_size=64, learning_rate=1e-3),
+        # plain Adam at 1e-3 overfits (train 91 %, valid 55 % after 14 epochs): anneal and decay
+        train=dict(
+            epochs=16,
+            batch_size=64,
+            optimizer="adamw",
+            learning_rate=1e-3,
+            weight_decay=0.05,
+            lr_decay=0.85,
+        ),
     ),
     "ds2": dict(
         task="ctc",
@@ -314,6 +322,9 @@ def bench_targets(args, models, budget_s, on_row=None) -> str:
                 "test": round(score, 4),
                 "target": f"{'>=' if spec['higher'] else '<'} {spec['target']}",
                 "met": "yes" if ok else "no",
+                "recipe": ", ".join(
+                    f"{k}={v}" for k, v in kw.items() if k not in ("epochs", "length_bucket")
+                ),
                 "test by channel": by_channel,
                 "train s": round(t_train, 1),
                 "features s": round(t_feat, 1),
@@ -322,10 +333,39 @@ def bench_targets(args, models, budget_s, on_row=None) -> str:
             print(row, flush=True)
             print(met.to_string(), flush=True)
             if on_row is not None:
-                on_row(md_table(rows))
+                on_row(rows)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return md_table(rows)
+
+
+def _merge_with_recorded(section: str, rows: list[dict]) -> list[dict]:
+    """Rows of ``section`` already in this device's results file, with the models re-run now
+    replaced (a run of a subset of the targets keeps the other models' rows)."""
+    from benchmarks._common import RESULTS_DIR, device_name
+
+    path = RESULTS_DIR / f"{device_name()}.md"
+    if not path.exists():
+        return rows
+    text = path.read_text()
+    start = text.find(f"## {section}\n")
+    if start < 0:
+        return rows
+    end = text.find("\n## ", start + 1)
+    lines = [ln for ln in text[start : None if end < 0 else end].splitlines() if ln.startswith("|")]
+    if len(lines) < 3:
+        return rows
+    cols = [c.strip() for c in lines[0].strip("|").split("|")]
+    old = [
+        dict(zip(cols, [c.strip() for c in ln.strip("|").split("|")], strict=False))
+        for ln in lines[2:]
+    ]
+    new_models = {r["model"] for r in rows}
+    merged = {r["model"]: r for r in old if r.get("model") not in new_models}
+    merged.update({r["model"]: r for r in rows})
+    order = [m for m in TARGETS if m in merged]
+    keys = list(rows[0])
+    return [{k: merged[m].get(k, "") for k in keys} for m in order]
 
 
 def main(argv=None):
@@ -366,14 +406,22 @@ def main(argv=None):
     if "targets" in only:
         budget = 5.0 if args.smoke else args.budget_min * 60
 
-        def on_row(tab):
+        section = (
+            "models: accuracy targets of the reduced models (synthetic "
+            f"{args.corpus} corpus"
+            + ("" if args.channels == "mixed" else f", {args.channels} channels")
+            + ")"
+        )
+
+        def on_row(rows):
+            if not smoke:
+                rows = _merge_with_recorded(section, rows)
             record(
-                "models: accuracy targets of the reduced models (synthetic "
-                f"{args.corpus} corpus"
-                + ("" if args.channels == "mixed" else f", {args.channels} channels")
-                + ")",
-                note + "Trained with `geomjax.models.train` (cpu presets, Adam, seed 0); best "
-                "epoch chosen on the validation split, scored on the test split.\n\n" + tab,
+                section,
+                note
+                + "Trained with `geomjax.models.train` (cpu presets, seed 0, recipe per row); best "
+                "epoch chosen on the validation split, scored on the test split.\n\n"
+                + md_table(rows),
                 smoke=smoke,
             )
 
