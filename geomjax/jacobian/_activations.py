@@ -29,7 +29,6 @@ __all__ = [
     "LDALayers",
     "lda_layers",
     "cor_inc_split",
-    "confusion_matrix",
     "confusable_triplets",
     "most_confused_pairs",
     "Expansion",
@@ -423,17 +422,6 @@ def cor_inc_split(
         p = check_labels(net_pred, X.shape[0], "net_pred")
         keep = p == y
     return {"ALL": keep, "COR": keep & lin, "INC": keep & ~lin}
-
-
-def confusion_matrix(y, pred, n_classes: int | None = None) -> np.ndarray:
-    """``C[k, j]`` = number of points of class ``k`` predicted as ``j``."""
-    y = np.asarray(y)
-    y = check_labels(y, y.shape[0], "y", n_classes)
-    p = check_labels(pred, y.shape[0], "pred", n_classes)
-    K = int(n_classes) if n_classes is not None else int(max(y.max(), p.max())) + 1
-    C = np.zeros((K, K), dtype=np.int64)
-    np.add.at(C, (y, p), 1)
-    return C
 
 
 def confusable_triplets(C) -> dict[str, tuple[int, int, int]]:

@@ -320,7 +320,8 @@ def confusable_pairs(
     Args:
         slts: ``(N, K, F)`` output SLTs; y: ``(N,)`` labels.
         pairs: ``(P, 2)`` explicit pairs, or None to pick from ``C_out``.
-        C_out: ``(K, K)`` network-output confusion matrix (:func:`confusion_matrix`).
+        C_out: ``(K, K)`` network-output confusion matrix (rows true, columns predicted;
+            e.g. ``geomjax.probing.confusion_matrix``).
         top: how many pairs to pick from ``C_out``.
         correct: optional ``(N,)`` bool mask of network-correct points.
 
