@@ -9,6 +9,8 @@ need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 ldconfig -p 2>/dev/null | grep -q libespeak-ng || need_apt+=(libespeak-ng1)
 command -v sox >/dev/null 2>&1 || need_apt+=(sox)
+command -v dpkg >/dev/null 2>&1 && { dpkg -s libsox-fmt-base >/dev/null 2>&1 || need_apt+=(libsox-fmt-base); }  # gsm / amr-nb
+command -v flite >/dev/null 2>&1 || need_apt+=(flite)  # optional held-out voices
 ldconfig -p 2>/dev/null | grep -q libsndfile || need_apt+=(libsndfile1)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
