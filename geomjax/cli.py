@@ -5,9 +5,9 @@ Subcommands live in a registry: each is a small ``add_<name>(subparsers)`` funct
 are added by registering another function (a later registration of the same name replaces the
 earlier one).
 
-* ``geomjax reproduce`` -- MFTMA on the standard synthetic manifold set (P=50 Gaussian clouds of
-  M=50 points in N=5000 dimensions, radius 0.5, intrinsic dimension 10) plus a radius sweep; writes
-  tables, settings and a figure to a run folder.
+* ``geomjax reproduce`` -- the main job: corpus, models and the papers' analyses with a report
+  (:mod:`geomjax.experiments`); ``corpus``, ``train``, ``extract``, ``analyze`` and ``report``
+  come from there too.
 * ``geomjax mftma`` -- one MFTMA analysis of a synthetic set of chosen size (or of a ``.npy`` /
   ``.npz`` array of manifolds).
 
@@ -238,97 +238,13 @@ def add_mftma(sub) -> None:
     p.set_defaults(func=cmd_mftma)
 
 
-# ---- reproduce --------------------------------------------------------------------------------
+# ---- the main job: data, models, analyses and the papers' reproduction ------------------------
+# `corpus`, `train`, `extract`, `analyze`, `report` and `reproduce` (which replaces the
+# synthetic-manifold `reproduce` above) live in geomjax.experiments.
+from geomjax.experiments._commands import SUBCOMMANDS as _EXPERIMENT_COMMANDS  # noqa: E402
 
-STANDARD = {"P": 50, "M": 50, "N": 5000, "radius": 0.5, "dim": 10}
-SWEEP = {"P": 20, "M": 30, "N": 1000, "dim": 10, "radii": (0.1, 0.25, 0.5, 1.0, 2.0)}
-
-
-def cmd_reproduce(args) -> int:
-    _setup_precision(args)
-    import jax
-    import pandas as pd
-
-    from geomjax.data import synthetic_manifolds
-    from geomjax.manifold import explained_variance_dimension, mftma, participation_ratio
-
-    run = _run_dir(args.out)
-    dtype = np.float32 if args.float32 else np.float64
-    radii = SWEEP["radii"] if not args.quick else (0.25, 1.0)
-    std = dict(STANDARD) if not args.quick else {"P": 10, "M": 20, "N": 500, "radius": 0.5,
-                                                  "dim": 10}
-    key = jax.random.key(args.seed)
-    rows, sweep = [], []
-    with _progress() as prog:
-        task = prog.add_task("standard set", total=1)
-        X = synthetic_manifolds(args.seed, std["P"], std["M"], std["N"], radius=std["radius"],
-                                dim=std["dim"], dtype=dtype)
-        res = mftma(key, X, args.kappa, args.n_t, K=args.K, n_reps=args.n_reps, forms=args.forms)
-        d_pr = float(participation_ratio(X))
-        d_ev = explained_variance_dimension(X, 0.9)
-        row = _summary_row(res, set="standard", P=std["P"], M=std["M"], N=std["N"],
-                           r=std["radius"], d=std["dim"])
-        row.update(D_PR=d_pr, D_EV=d_ev)
-        rows.append(row)
-        prog.advance(task)
-        del X
-        task = prog.add_task("radius sweep", total=len(radii))
-        for r in radii:
-            Xs = synthetic_manifolds(args.seed + 1, SWEEP["P"], SWEEP["M"], SWEEP["N"], radius=r,
-                                     dim=SWEEP["dim"], dtype=dtype)
-            rs = mftma(jax.random.fold_in(key, 1), Xs, args.kappa, args.n_t, K=args.K,
-                       n_reps=args.n_reps, forms=args.forms)
-            sweep.append(_summary_row(rs, set="radius sweep", P=SWEEP["P"], M=SWEEP["M"],
-                                      N=SWEEP["N"], r=r, d=SWEEP["dim"]))
-            prog.advance(task)
-    summary = pd.DataFrame(rows + sweep)
-    _write_tables(run, {"summary": summary, "manifolds": res.to_frame()})
-    _write_settings(run, args, {"standard_set": std, "sweep": {**SWEEP, "radii": list(radii)}})
-    _figure_reproduce(res, pd.DataFrame(sweep), run / "figure.png")
-    show = summary[["set", "r", "capacity", "radius", "dimension", "center_correlation", "K",
-                    "capacity_ratio", "n_unconverged"]]
-    _print_table(show, "MFTMA on synthetic Gaussian-cloud manifolds")
-    print(f"standard set: D_PR = {d_pr:.2f}, D_EV(90%) = {d_ev}")
-    print(f"results: {run}")
-    return 0
-
-
-def _figure_reproduce(res, sweep, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
-    for ax, col in zip(axes[:3], ("capacity", "radius", "dimension")):
-        ax.plot(sweep["r"], sweep[col], "o-", color="#4c72b0")
-        ax.set_xscale("log")
-        ax.set_xticks(list(sweep["r"]), [f"{v:g}" for v in sweep["r"]])
-        ax.minorticks_off()
-        ax.set_xlabel("cloud radius r (relative to centre norm)")
-        ax.set_ylabel(f"MFTMA {col}")
-    axes[0].axhline(2.0, color="gray", ls=":", lw=1)
-    axes[0].text(sweep["r"].min(), 2.0, " points limit 2", va="bottom", fontsize=8)
-    vals = np.asarray(res.capacity_per_manifold)
-    axes[3].hist(vals[np.isfinite(vals)], bins=15, color="#dd8452")
-    axes[3].axvline(float(res.capacity), color="k", ls="--", lw=1)
-    axes[3].set_xlabel("capacity per manifold (standard set)")
-    fig.suptitle("Capacity falls and radius grows with cloud size (synthetic manifolds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-@subcommand("reproduce")
-def add_reproduce(sub) -> None:
-    p = sub.add_parser("reproduce", help="MFTMA on the standard synthetic manifold set",
-                       description="MFTMA of the standard synthetic set (P=50, M=50, N=5000, "
-                                   "r=0.5, d=10) and a radius sweep; tables, settings and a "
-                                   "figure go to the run folder.")
-    p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    _add_mftma_options(p)
-    p.set_defaults(func=cmd_reproduce)
+for _name, _add in _EXPERIMENT_COMMANDS.items():
+    subcommand(_name)(_add)
 
 
 # ---- entry point ------------------------------------------------------------------------------

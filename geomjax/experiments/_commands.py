@@ -16,13 +16,31 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["register", "main", "ANALYSES", "UserError", "load_arrays", "run_command"]
+__all__ = ["register", "main", "ANALYSES", "UserError", "load_arrays", "run_command",
+           "SUBCOMMANDS"]
 
 ANALYSES = ("mftma", "capacity", "dimension", "cka", "svcca", "probe", "slt")
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """An error caused by the command line or its files; printed without a traceback."""
+
+
+def _guard(cmd):
+    """Wrap a handler so user errors print one line and return exit status 2, whichever parser
+    dispatches it (this module's :func:`main` or :mod:`geomjax.cli`)."""
+
+    def run(args):
+        try:
+            return int(cmd(args) or 0)
+        except (ValueError, FileNotFoundError, KeyError, TypeError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+            print(f"geomjax {args.command}: error: {msg}", file=sys.stderr)
+            return 2
+
+    run.__name__ = cmd.__name__
+    run.__doc__ = cmd.__doc__
+    return run
 
 
 # ---- shared helpers -----------------------------------------------------------------------
@@ -106,7 +124,7 @@ def add_corpus(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="also write the corpus to this folder (audio + Parquet tables)")
     p.add_argument("--cache-dir", help="corpus cache (default: $GEOMJAX_CACHE_DIR or ~/.cache/geomjax)")
-    p.set_defaults(func=cmd_corpus)
+    p.set_defaults(func=_guard(cmd_corpus))
 
 
 # ---- train --------------------------------------------------------------------------------
@@ -148,7 +166,7 @@ def add_train(sub) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_guard(cmd_train))
 
 
 # ---- extract ------------------------------------------------------------------------------
@@ -215,7 +233,7 @@ def add_extract(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir")
     p.add_argument("--out", required=True, help="output .npz: one (P, M, N) array per layer")
-    p.set_defaults(func=cmd_extract)
+    p.set_defaults(func=_guard(cmd_extract))
 
 
 # ---- analyze ------------------------------------------------------------------------------
@@ -397,7 +415,7 @@ def add_analyze(sub) -> None:
     p.add_argument("--checkpoint", help="slt: phone MLP training folder")
     p.add_argument("--epoch", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_analyze)
+    p.set_defaults(func=_guard(cmd_analyze))
 
 
 # ---- report / reproduce -------------------------------------------------------------------
@@ -419,7 +437,7 @@ def cmd_report(a) -> int:
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="(re)build report.html / report.md of a run folder")
     p.add_argument("run", help="a run folder written by `geomjax reproduce`")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=_guard(cmd_report))
 
 
 def cmd_reproduce(a) -> int:
@@ -445,25 +463,28 @@ def add_reproduce(sub) -> None:
     p.add_argument("--stages", help="comma-separated subset of stages (default: all)")
     p.add_argument("--cache-dir", help="corpus cache (default: $GEOMJAX_CACHE_DIR or ~/.cache/geomjax)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_reproduce)
+    p.set_defaults(func=_guard(cmd_reproduce))
+
+
+SUBCOMMANDS = {
+    "corpus": add_corpus,
+    "train": add_train,
+    "extract": add_extract,
+    "analyze": add_analyze,
+    "report": add_report,
+    "reproduce": add_reproduce,
+}
 
 
 def register(sub) -> None:
     """Add every subcommand of this module to an argparse ``subparsers`` object."""
-    for add in (add_corpus, add_train, add_extract, add_analyze, add_report, add_reproduce):
+    for add in SUBCOMMANDS.values():
         add(sub)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed subcommand; user errors become one line on stderr and exit status 2."""
-    try:
-        return int(args.func(args) or 0)
-    except UserError as e:
-        print(f"geomjax {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as e:
-        print(f"geomjax {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    """Run a parsed subcommand (handlers print user errors and return 2 themselves)."""
+    return int(args.func(args) or 0)
 
 
 def main(argv=None) -> int:
