@@ -112,7 +112,7 @@ class PipelineResult:
             chosen = int(np.asarray(self.minimal_chosen)[idx])
             for j, f in enumerate(self.fractions):
                 add("minimal_set" + (" (chosen)" if j == chosen else ""), f"top {f:.0%}",
-                    self.minimal_scores, j, np.asarray(self.minimal_n)[j])
+                    self.minimal_scores, j, np.asarray(self.minimal_n)[idx][j])
             for j in range(n_layers):
                 add("layer", f"L{j}", self.layer_scores, j, self.widths[j])
         return pd.DataFrame(rows)
