@@ -34,7 +34,6 @@ import numpy as np
 from benchmarks._common import (
     Timing,
     base_parser,
-    device_name,
     md_table,
     peak_rss_mb,
     record,
@@ -568,44 +567,47 @@ def main(argv=None) -> int:
             raise SystemExit(f"unknown sections {bad}; choose from {SECTIONS}")
     else:
         sections = ["pair", "allpairs", "streaming"] + (["epochs"] if on_gpu or args.smoke else [])
-    md = []
-    ok = True
-    if "pair" in sections:
-        rows = bench_pair(args, sim, jnp)
-        md += [f"### One pair, N={args.n}, Dx={args.dx}, Dy={args.dy}", "", md_table(rows), ""]
-        print(md_table(rows), flush=True)
-    if "allpairs" in sections:
-        rows, mb_rows, summ = bench_allpairs(args, sim, jnp, jax)
-        md += [f"### All pairs of {args.layers} layers, N={args.n}, D={args.dx}", "",
-               md_table(rows), "", md_table(mb_rows), ""]
-        if summ["peer_best_cpu"] and summ["gj32_cpu"]:
-            line = (f"Fastest installed peer {summ['peer_best_cpu']:.2f} CPU-s; geomjax "
-                    f"{summ['gj32_cpu']:.2f} (f32) / {summ['gj64_cpu']:.2f} (f64) CPU-s: "
-                    f"{summ['peer_best_cpu'] / summ['gj32_cpu']:.1f}x / "
-                    f"{summ['peer_best_cpu'] / summ['gj64_cpu']:.1f}x.")
-            md += [line, ""]
-        print(md_table(rows), "\n", md_table(mb_rows), flush=True)
-    if "streaming" in sections:
-        row, res, good = bench_streaming(args)
-        ok &= good
-        md += ["### Streaming minibatch CKA (data generated batch by batch)", "",
-               md_table([row]), ""]
-        print(md_table([row]), flush=True)
-    if "epochs" in sections:
-        row = bench_epochs(args, sim, jnp, jax)
-        md += ["### Layers x epochs (within-layer across-epoch CKA)", "", md_table([row]), ""]
-        print(md_table([row]), flush=True)
-    elif not on_gpu:
-        md += ["Layers x epochs GPU target (12 x 90, N=10,000): not measured (no GPU here; run "
-               "`--sections epochs` on a GPU).", ""]
     missing = [m for m in ("anatome", "netrep", "rsatoolbox", "cka_pytorch", "torch")
                if importlib.util.find_spec(m) is None]
-    md.append(
+    footer = (
         "Ratios: reference (or peer) CPU seconds / geomjax CPU seconds on the same data in the "
         "same process."
         + (f" Not importable here, skipped: {', '.join(missing)}." if missing else "")
     )
-    record(f"similarity ({device_name()})", "\n".join(md), smoke=args.smoke or args.no_record)
+    quiet = args.smoke or args.no_record
+
+    def save(title, lines):
+        # each section is recorded as soon as it is done, so sections can run separately
+        record(f"similarity: {title}", "\n".join(lines + [footer]), smoke=quiet)
+
+    ok = True
+    if "pair" in sections:
+        rows = bench_pair(args, sim, jnp)
+        print(md_table(rows), flush=True)
+        save(f"one pair, N={args.n}, Dx={args.dx}, Dy={args.dy}", [md_table(rows), ""])
+    if "allpairs" in sections:
+        rows, mb_rows, summ = bench_allpairs(args, sim, jnp, jax)
+        md = [md_table(rows), "", md_table(mb_rows), ""]
+        if summ["peer_best_cpu"] and summ["gj32_cpu"]:
+            md += [(f"Fastest installed peer {summ['peer_best_cpu']:.2f} CPU-s; geomjax "
+                    f"{summ['gj32_cpu']:.2f} (f32) / {summ['gj64_cpu']:.2f} (f64) CPU-s: "
+                    f"{summ['peer_best_cpu'] / summ['gj32_cpu']:.1f}x / "
+                    f"{summ['peer_best_cpu'] / summ['gj64_cpu']:.1f}x."), ""]
+        print(md_table(rows), "\n", md_table(mb_rows), flush=True)
+        save(f"all pairs of {args.layers} layers, N={args.n}, D={args.dx}", md)
+    if "streaming" in sections:
+        row, res, good = bench_streaming(args)
+        ok &= good
+        print(md_table([row]), flush=True)
+        save("streaming minibatch CKA (data generated batch by batch)", [md_table([row]), ""])
+    if "epochs" in sections:
+        row = bench_epochs(args, sim, jnp, jax)
+        print(md_table([row]), flush=True)
+        save("layers x epochs (within-layer across-epoch CKA)", [md_table([row]), ""])
+    elif not on_gpu:
+        save("layers x epochs (within-layer across-epoch CKA)", [
+            "12 layers x 90 epochs, N=10,000: not measured (no GPU here; run "
+            "`python -m benchmarks.bench_similarity --sections epochs` on a GPU).", ""])
     return 0 if ok else 1
 
 
