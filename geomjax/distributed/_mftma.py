@@ -1,0 +1,203 @@
+"""MFTMA sweeps sharded over devices: many analyses (layers x time steps x manifold types x seeds)
+in one call.
+
+Per analysis, the cheap, shape-dependent preparation (global centring, centre-correlation
+subspace, reduction to ``D+1`` coordinates) runs as in :func:`geomjax.manifold.mftma`; the anchor
+problems -- ``P * n_t`` NNLS solves per analysis, nearly all of the work -- are pooled over every
+(analysis, manifold) pair of equal reduced shape and sharded across the mesh. Each manifold keeps
+the key :func:`~geomjax.manifold.mftma` gives it, so ``mftma_sweep(key, sets)[i]`` equals
+``mftma(jax.random.split(key, len(sets))[i], sets[i])`` whatever the device count.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from geomjax._checks import check_manifolds
+from geomjax._types import Solution, SolverSettings
+from geomjax.distributed._mesh import make_mesh, sharded_vmap
+from geomjax.manifold import MFTMAResult, fit_center_subspace, reduce_manifolds
+from geomjax.manifold._center import _mean_abs_cos
+from geomjax.manifold._mftma import (
+    _HI,
+    _anchor_geometry_core,
+    _centres,
+    _default_manifold_batch,
+    _pad,
+    _solver_items,
+)
+
+__all__ = ["mftma_sweep", "sweep_keys"]
+
+
+def sweep_keys(key, n: int):
+    """One key per analysis: ``jax.random.split(key, n)`` (or ``key`` itself if already ``(n,)``)."""
+    k = jnp.asarray(key)
+    typed = jax.dtypes.issubdtype(k.dtype, jax.dtypes.prng_key)
+    if (typed and k.ndim == 1) or (not typed and k.ndim == 2):
+        if k.shape[0] != n:
+            raise ValueError(f"`key` holds {k.shape[0]} keys for {n} analyses.")
+        return k
+    return jax.random.split(key, n)
+
+
+def _prepare(key, manifolds, K, n_reps, max_k, stiefel_steps, reduction, manifold_batch, dtype,
+             name):
+    mans = check_manifolds(manifolds, name, min_points=2)
+    if dtype is None:
+        dt = jnp.result_type(*[m.dtype for m in mans])
+        if not jnp.issubdtype(dt, jnp.floating):
+            dt = jnp.result_type(float)
+    else:
+        dt = dtype
+    dt = jnp.dtype(dt)
+    X, mask, Ms = _pad(mans, dt)
+    P, _, N = X.shape
+    X = jnp.asarray(X)
+    mask_j = jnp.asarray(mask)
+    k_fa, k_t = jax.random.split(key)
+    centers, xbar = _centres(X, mask_j)
+    fa = fit_center_subspace(k_fa, centers, K, n_reps=n_reps, max_k=max_k,
+                             max_steps=stiefel_steps)
+    rho0, Kc, Vc, center_ok = fa["center_correlation"], fa["K"], fa["V"], fa["converged"]
+    mb = _default_manifold_batch(P) if manifold_batch is None else max(1, int(manifold_batch))
+    sD1, _ = reduce_manifolds(X, mask_j, xbar, Vc, reduction, min(mb, P))
+    ct = centers - jnp.mean(centers, axis=0)
+    if Kc:
+        ct = ct - jnp.matmul(jnp.matmul(ct, Vc, precision=_HI), Vc.T, precision=_HI)
+    rho_res = _mean_abs_cos(ct)
+    dims = jnp.asarray(np.minimum(Ms, N))
+    return dict(sD1=sD1, mask=mask_j, dims=dims, keys=jax.random.split(k_t, P), Ms=Ms, dtype=dt,
+                rho0=rho0, rho_res=rho_res, K=int(Kc), center_ok=bool(center_ok))
+
+
+@functools.lru_cache(maxsize=32)
+def _anchor_kernel(n_t, forms, chunk_size, solver_items):
+    """Single-manifold anchor problem, exactly as ``mftma`` runs it for one manifold."""
+
+    def one(k, S, pm, d, kappa):
+        D1 = S.shape[1]
+        t = jax.vmap(lambda kk: jax.random.normal(kk, (D1,), S.dtype))(jax.random.split(k, n_t))
+        cm = (jnp.arange(D1) < d) | (jnp.arange(D1) == D1 - 1)
+        cap, inv, rad, dm, _, _, sol = _anchor_geometry_core(
+            S, t, kappa, pm, cm, d.astype(S.dtype), forms, chunk_size, solver_items)
+        return cap, inv, rad, dm, sol.converged, sol.num_steps, sol.residual
+
+    return one
+
+
+def mftma_sweep(
+    key,
+    analyses: Sequence,
+    kappa: float = 0.0,
+    n_t: int = 200,
+    *,
+    mesh=None,
+    K: int | None = None,
+    n_reps: int = 10,
+    max_k: int | None = None,
+    forms: str = "coded",
+    chunk_size: int | None = None,
+    reduction: str = "gram",
+    rtol: float | None = None,
+    atol: float = 0.0,
+    max_steps: int = 10_000,
+    check_every: int = 10,
+    stiefel_steps: int = 1000,
+    inner_batch: int | None = None,
+    sweep_chunk: int | None = None,
+    memory_budget: int | None = None,
+    strict: bool = False,
+    dtype=None,
+) -> list[MFTMAResult]:
+    """:func:`geomjax.manifold.mftma` over many manifold sets, anchor problems sharded.
+
+    Args:
+        key: one ``jax.random.key`` (split into one key per analysis) or a ``(B,)`` array of keys.
+        analyses: ``B`` manifold sets, each as :func:`~geomjax.manifold.mftma` takes them (a list
+            of ``(M_mu, N)`` arrays or a ``(P, M, N)`` array); sets may differ in P, M and N.
+        kappa, n_t, K, n_reps, max_k, forms, chunk_size, reduction, rtol, atol, max_steps,
+            check_every, stiefel_steps, strict, dtype: as in :func:`~geomjax.manifold.mftma`.
+        mesh: device mesh (:func:`geomjax.distributed.make_mesh`; default all local devices).
+        inner_batch: manifolds solved at once per device (``lax.map`` batch size); default 1 on
+            CPU (each solver loop stops on its own, matching ``mftma`` bitwise) and a ``vmap``
+            over the device's whole slice on accelerators.
+        sweep_chunk: manifolds per device per step (default: planned from device memory).
+        memory_budget: bytes per device for the plan.
+
+    Returns:
+        One :class:`~geomjax.manifold.MFTMAResult` per analysis, in order.
+
+    Raises:
+        ValueError: bad settings or manifolds (naming ``analyses[i]``);
+        DoesNotFitError: one manifold's anchor problem exceeds the memory budget.
+    """
+    if forms not in ("coded", "paper"):
+        raise ValueError(f"`forms` must be one of ('coded', 'paper'); got {forms!r}.")
+    if reduction not in ("gram", "qr"):
+        raise ValueError(f"`reduction` must be 'gram' or 'qr'; got {reduction!r}.")
+    if int(n_t) < 1:
+        raise ValueError(f"`n_t` must be >= 1; got {n_t}.")
+    if isinstance(analyses, (np.ndarray, jax.Array)) and np.ndim(analyses) == 4:
+        analyses = list(analyses)
+    if not isinstance(analyses, Sequence) or len(analyses) == 0:
+        raise ValueError("`analyses` must be a non-empty list of manifold sets.")
+    mesh = make_mesh() if mesh is None else mesh
+    B = len(analyses)
+    keys = sweep_keys(key, B)
+    if inner_batch is None and jax.default_backend() == "cpu":
+        inner_batch = 1
+    preps = [_prepare(keys[i], a, K, n_reps, max_k, stiefel_steps, reduction, None, dtype,
+                      f"analyses[{i}]") for i, a in enumerate(analyses)]
+    # Pool manifolds of equal reduced shape and dtype: one compiled program per group.
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(preps):
+        groups.setdefault((tuple(p["sD1"].shape[1:]), str(p["dtype"])), []).append(i)
+    per = [None] * B
+    for (_, dts), idx in groups.items():
+        dt = jnp.dtype(dts)
+        items = _solver_items(rtol, atol, max_steps, check_every, dt)
+        kern = _anchor_kernel(int(n_t), forms, chunk_size, items)
+        cat = lambda name: jnp.concatenate([preps[i][name] for i in idx])  # noqa: E731
+        run = sharded_vmap(kern, mesh, in_axes=(0, 0, 0, 0, None), inner_batch=inner_batch,
+                           chunk_size=sweep_chunk, memory_budget=memory_budget)
+        out = run(cat("keys"), cat("sD1"), cat("mask"), cat("dims"), jnp.asarray(kappa, dt))
+        out = [np.asarray(o) if o.dtype != dt else o for o in out]
+        start = 0
+        for i in idx:
+            p_i = preps[i]["sD1"].shape[0]
+            per[i] = [o[start:start + p_i] for o in out]
+            start += p_i
+    results = []
+    for i, p in enumerate(preps):
+        cap, inv, rad, dm, conv, steps, res = per[i]
+        dt = p["dtype"]
+        if strict:
+            items = dict(_solver_items(rtol, atol, max_steps, check_every, dt))
+            Solution(None, jnp.asarray(conv), jnp.asarray(steps), jnp.asarray(res),
+                     SolverSettings(items["rtol"], items["atol"], items["max_steps"],
+                                    "fista+polish")).raise_if_unconverged(
+                f"mftma_sweep anchor points (analysis {i})")
+        conv = np.asarray(conv)
+        Ms = p["Ms"]
+        mbar = float(np.mean(Ms))
+        capacity = 1 / jnp.mean(inv)
+        radius = jnp.mean(rad)
+        dimension = jnp.mean(dm)
+        lb = 2.0 / mbar
+        results.append(MFTMAResult(
+            capacity=capacity, radius=radius, dimension=dimension, center_correlation=p["rho0"],
+            residual_center_correlation=p["rho_res"], capacity_per_manifold=cap,
+            radius_per_manifold=rad, dimension_per_manifold=dm, n_points=jnp.asarray(Ms),
+            reduced_dim=p["dims"], lower_bound=jnp.asarray(lb, dt), capacity_ratio=capacity / lb,
+            dimension_ratio=dimension / mbar, kappa=jnp.asarray(kappa, dt),
+            max_steps_used=jnp.max(jnp.asarray(steps)), max_residual=jnp.max(jnp.asarray(res)),
+            K=p["K"], n_t=int(n_t), forms=forms, n_unconverged=int(conv.size - conv.sum()),
+            center_converged=p["center_ok"],
+        ))
+    return results
