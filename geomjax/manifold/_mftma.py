@@ -289,12 +289,15 @@ def anchor_geometry(
 # Full pipeline
 
 
-def _pad(mans, dtype):
+def _pad(mans, dtype, whole=None):
     P = len(mans)
     Ms = np.array([m.shape[0] for m in mans])
     N = mans[0].shape[1]
     Mmax = int(Ms.max())
-    if all(isinstance(m, np.ndarray) for m in mans) and (Ms == Mmax).all():
+    if whole is not None and getattr(whole, "ndim", 0) == 3:
+        # A (P, M, N) array is used as it is (no stacked copy of the input).
+        X = whole if whole.dtype == dtype else whole.astype(dtype)
+    elif all(isinstance(m, np.ndarray) for m in mans) and (Ms == Mmax).all():
         X = np.stack(mans).astype(dtype, copy=False)
     elif (Ms == Mmax).all():
         X = jnp.stack([jnp.asarray(m, dtype) for m in mans])
@@ -585,7 +588,8 @@ def mftma(
         if not jnp.issubdtype(dtype, jnp.floating):
             dtype = jnp.result_type(float)
     dtype = jnp.dtype(dtype)
-    X, mask, Ms = _pad(mans, dtype)
+    X, mask, Ms = _pad(mans, dtype, None if isinstance(manifolds, (list, tuple))
+                       else as_array(manifolds, "manifolds"))
     P, Mmax, N = X.shape
     X = jnp.asarray(X)
     mask_j = jnp.asarray(mask)

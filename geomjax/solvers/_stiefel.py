@@ -1,7 +1,7 @@
 """Optimisation on the Stiefel manifold ``St(n, k) = {V in R^{n x k} : V^T V = I_k}``.
 
 Riemannian gradient descent (Absil, Mahony & Sepulchre 2008, ch. 4) with Barzilai-Borwein step
-sizes and Armijo backtracking, as in Wen & Yin (2013, ``OptStiefelGBB``), but with the polar
+sizes and non-monotone Armijo backtracking (Zhang & Hager 2004), as in Wen & Yin (2013, ``OptStiefelGBB``), but with the polar
 retraction ``R_V(-tau xi) = polar(V - tau xi)`` computed by Newton-Schulz iterations instead of
 the Cayley transform: only matrix products, so it is cheap for the tiny problems it is used on
 (dispatch-bound on CPU) and batches well on accelerators. The Euclidean gradient ``G`` comes from
@@ -43,11 +43,13 @@ def _polar_retract(V, xi, tau, iters):
     """``polar(V - tau xi)`` by Newton-Schulz iterations (matmuls only; zero columns stay zero).
 
     For a tangent ``xi`` (``V^T xi`` skew) the singular values of ``Y = V - tau xi`` are
-    ``sqrt(1 + tau^2 sigma_i(xi)^2)``; the caller keeps ``tau ||xi||_F <= 1`` so they stay below
-    ``sqrt(2)``, inside the ``sqrt(3)`` convergence radius, and the iteration
-    ``Y <- Y (3 I - Y^T Y) / 2`` converges quadratically to the orthonormal polar factor.
+    ``sqrt(1 + tau^2 sigma_i(xi)^2)``, between 1 and ``sqrt(1 + tau^2 ||xi||_F^2)``. ``Y`` is
+    scaled so they lie in ``(0, sqrt(2)]``, inside the ``sqrt(3)`` convergence radius of
+    ``Y <- Y (3 I - Y^T Y) / 2``, which converges to the orthonormal polar factor.
     """
     Y = V - tau * xi
+    a2 = tau * tau * jnp.sum(xi * xi)
+    Y = Y * jnp.where(a2 > 1, jnp.sqrt(2 / (1 + a2)), 1).astype(V.dtype)
     eye = jnp.eye(V.shape[1], dtype=V.dtype)
 
     def body(_, Y):
@@ -63,19 +65,18 @@ def _stiefel_core(cost, V0, args, gtol, ftol, max_steps, max_backtracks, ns_iter
     f0, G0 = vg(V0, *args)
 
     def cond(s):
-        V, f, G, tau, k, gn, stall = s
+        V, f, G, tau, k, gn, stall, Cr, Q = s
         return (gn > gtol) & (k < max_steps) & (stall < 5)
 
     def body(s):
-        V, f, G, tau, k, gn, stall = s
+        V, f, G, tau, k, gn, stall, Cr, Q = s
         xi = _rgrad(V, G)
         xin = jnp.sqrt(jnp.sum(xi * xi))
         deriv = -xin * xin
-        tau = jnp.minimum(tau, 1 / jnp.maximum(xin, jnp.finfo(dt).tiny))
 
         def bt_cond(b):
             t, Y, fy, Gy, j = b
-            return (fy > f + 1e-4 * t * deriv) & (j < max_backtracks)
+            return (fy > Cr + 1e-4 * t * deriv) & (j < max_backtracks)
 
         def bt_body(b):
             t, _, _, _, j = b
@@ -87,7 +88,7 @@ def _stiefel_core(cost, V0, args, gtol, ftol, max_steps, max_backtracks, ns_iter
         Y = _polar_retract(V, xi, tau, ns_iters)
         fy, Gy = vg(Y, *args)
         t, Y, fy, Gy, _ = lax.while_loop(bt_cond, bt_body, (tau, Y, fy, Gy, 0))
-        accept = fy <= f
+        accept = fy <= Cr
         Y = jnp.where(accept, Y, V)
         fy = jnp.where(accept, fy, f)
         Gy = jnp.where(accept, Gy, G)
@@ -104,11 +105,15 @@ def _stiefel_core(cost, V0, args, gtol, ftol, max_steps, max_backtracks, ns_iter
         rel = jnp.abs(f - fy) / (1 + jnp.abs(f))
         stall = jnp.where(rel <= ftol, stall + 1, 0)
         gn = jnp.linalg.norm(_rgrad(Y, Gy))
-        return Y, fy, Gy, tau_new, k + 1, gn, stall
+        # Non-monotone reference value of Zhang & Hager (2004), eta = 0.85, as in Wen & Yin.
+        Qn = 0.85 * Q + 1
+        Cr = (0.85 * Q * Cr + fy) / Qn
+        return Y, fy, Gy, tau_new, k + 1, gn, stall, Cr, Qn
 
     gn0 = jnp.linalg.norm(_rgrad(V0, G0))
-    init = (V0, f0, G0, jnp.asarray(1e-3, dt), jnp.asarray(0, jnp.int32), gn0, jnp.asarray(0))
-    V, f, _, _, k, gn, _ = lax.while_loop(cond, body, init)
+    init = (V0, f0, G0, jnp.asarray(1e-3, dt), jnp.asarray(0, jnp.int32), gn0, jnp.asarray(0),
+            f0, jnp.asarray(1, dt))
+    V, f, _, _, k, gn, *_ = lax.while_loop(cond, body, init)
     return V, f, k, gn
 
 
@@ -153,7 +158,7 @@ def stiefel_minimize(
     ftol = 0.0 if ftol is None else ftol
     V, f, k, gn = _stiefel_core(cost, V0, tuple(args), jnp.asarray(gtol, dt),
                                 jnp.asarray(ftol, dt), int(max_steps), int(max_backtracks),
-                                12 if f64 else 8)
+                                16 if f64 else 10)
     sol = Solution(
         value=V, converged=gn <= gtol, num_steps=k, residual=gn,
         settings=SolverSettings(rtol=0.0, atol=float(gtol), max_steps=int(max_steps),

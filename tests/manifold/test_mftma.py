@@ -83,6 +83,7 @@ def test_same_key_same_result_and_keys_matter(data):
     assert not np.allclose(_fields(a), _fields(c))
 
 
+@pytest.mark.slow  # chunking is also checked (default run) on anchor_geometry
 def test_chunking_and_manifold_batch_do_not_change_results(data):
     a = mftma(KEY, data, n_t=N_T, K=0)
     b = mftma(KEY, data, n_t=N_T, K=0, chunk_size=5)
@@ -138,6 +139,7 @@ def test_result_table_and_summary(data):
     assert all(isinstance(x, jax.Array) for x in leaves)
 
 
+@pytest.mark.slow  # float32 is also checked (default run) on anchor_geometry
 def test_float32_input_gives_float32_result(data):
     r = mftma(KEY, data.astype(np.float32), n_t=N_T, K=0)
     assert r.capacity.dtype == jnp.float32
