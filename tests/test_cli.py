@@ -23,18 +23,24 @@ def test_unknown_analysis(tmp_path, capsys):
 
 
 def test_unknown_model(tmp_path, capsys):
-    code, _, err = _run(capsys, ["train", "resnet", "--out", str(tmp_path / "m"), "--corpus", "tiny"])
+    code, _, err = _run(
+        capsys, ["train", "resnet", "--out", str(tmp_path / "m"), "--corpus", "tiny"]
+    )
     assert code != 0
     assert "unknown model 'resnet'" in err and "word_cnn" in err
 
 
 def test_missing_checkpoint(tmp_path, capsys):
-    code, _, err = _run(capsys, ["extract", "--checkpoint", str(tmp_path / "nothing"),
-                                 "--out", str(tmp_path / "a.npz")])
+    code, _, err = _run(
+        capsys,
+        ["extract", "--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "a.npz")],
+    )
     assert code != 0 and "does not exist" in err
     (tmp_path / "empty").mkdir()
-    code, _, err = _run(capsys, ["extract", "--checkpoint", str(tmp_path / "empty"),
-                                 "--out", str(tmp_path / "a.npz")])
+    code, _, err = _run(
+        capsys,
+        ["extract", "--checkpoint", str(tmp_path / "empty"), "--out", str(tmp_path / "a.npz")],
+    )
     assert code != 0 and "no checkpoints" in err
 
 
@@ -74,17 +80,23 @@ def test_analyze_dimension_and_cka_on_user_arrays(tmp_path, capsys):
     rng = np.random.default_rng(0)
     low = rng.normal(size=(60, 2)) @ rng.normal(size=(2, 12))  # rank 2
     full = rng.normal(size=(60, 12))
-    np.savez(tmp_path / "acts.npz", low=low.astype(np.float32), full=full.astype(np.float32),
-             labels=np.repeat(np.arange(3), 20))
-    code, out, _ = _run(capsys, ["analyze", "dimension", str(tmp_path / "acts.npz"),
-                                 "--out", str(tmp_path / "res")])
+    np.savez(
+        tmp_path / "acts.npz",
+        low=low.astype(np.float32),
+        full=full.astype(np.float32),
+        labels=np.repeat(np.arange(3), 20),
+    )
+    code, out, _ = _run(
+        capsys, ["analyze", "dimension", str(tmp_path / "acts.npz"), "--out", str(tmp_path / "res")]
+    )
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     d = {r["layer"]: r for r in rows}
     assert d["low"]["d_pr"] <= 2.0 + 1e-6 and d["full"]["d_pr"] > 6
     assert (tmp_path / "res/dimension.csv").exists()
-    code, out, _ = _run(capsys, ["analyze", "cka", str(tmp_path / "acts.npz"),
-                                 "--out", str(tmp_path / "res")])
+    code, out, _ = _run(
+        capsys, ["analyze", "cka", str(tmp_path / "acts.npz"), "--out", str(tmp_path / "res")]
+    )
     assert code == 0
     import pandas as pd
 

@@ -26,9 +26,13 @@ def test_notebooks_match_their_builder():
     b = _builder()
     for name, cells in b.NOTEBOOKS.items():
         on_disk = json.loads((NB_DIR / name).read_text())
-        assert on_disk == b.notebook(cells), f"{name} is stale: run python notebooks/build_notebooks.py"
+        assert on_disk == b.notebook(cells), (
+            f"{name} is stale: run python notebooks/build_notebooks.py"
+        )
 
 
+# each notebook trains a tiny model and compiles its analyses: a minute or more on 2 CPU cores
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_quick_mode_runs(name):
     import matplotlib.pyplot as plt

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["register", "main", "ANALYSES", "UserError", "load_arrays", "run_command",
-           "SUBCOMMANDS"]
+__all__ = ["register", "main", "ANALYSES", "UserError", "load_arrays", "run_command", "SUBCOMMANDS"]
 
 ANALYSES = ("mftma", "capacity", "dimension", "cka", "svcca", "probe", "slt")
 
@@ -103,10 +102,14 @@ def cmd_corpus(a) -> int:
     c = _corpus(a.size, a.seed, a.cache_dir)
     u = c.utterances
     desc = {
-        "size": a.size, "seed": a.seed, "utterances": len(u),
+        "size": a.size,
+        "seed": a.seed,
+        "utterances": len(u),
         "duration_s": round(float(u["n_samples"].sum()) / c.sample_rate, 1),
-        "speakers": int(u["speaker"].nunique()), "word_tokens": len(c.words),
-        "word_types": int(c.words["word"].nunique()), "phone_types": int(c.phones["phone"].nunique()),
+        "speakers": int(u["speaker"].nunique()),
+        "word_tokens": len(c.words),
+        "word_types": int(c.words["word"].nunique()),
+        "phone_types": int(c.phones["phone"].nunique()),
         "accents": sorted(u["accent"].unique().tolist()),
         "channels": int(u["channel"].nunique()),
         "splits": {k: int(v) for k, v in u["split"].value_counts().items()},
@@ -123,13 +126,20 @@ def add_corpus(sub) -> None:
     p.add_argument("--size", default="small", choices=["tiny", "small", "medium"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="also write the corpus to this folder (audio + Parquet tables)")
-    p.add_argument("--cache-dir", help="corpus cache (default: $GEOMJAX_CACHE_DIR or ~/.cache/geomjax)")
+    p.add_argument(
+        "--cache-dir", help="corpus cache (default: $GEOMJAX_CACHE_DIR or ~/.cache/geomjax)"
+    )
     p.set_defaults(func=_guard(cmd_corpus))
 
 
 # ---- train --------------------------------------------------------------------------------
-_DEFAULT_TASK = {"word_cnn": "word", "ds2": "ctc", "speaker_cnn": "speaker", "phone_mlp": "phone",
-                 "transformer": "reconstruction"}
+_DEFAULT_TASK = {
+    "word_cnn": "word",
+    "ds2": "ctc",
+    "speaker_cnn": "speaker",
+    "phone_mlp": "phone",
+    "transformer": "reconstruction",
+}
 
 
 def cmd_train(a) -> int:
@@ -142,23 +152,40 @@ def cmd_train(a) -> int:
     c = _corpus(a.corpus, a.seed, a.cache_dir)
     sp = task_splits(c, task, seed=a.seed)
     n_classes = len(sp.classes) if task not in ("ctc", "reconstruction") else None
-    res = models.train(a.seed, a.model, sp.train, sp.valid, epochs=a.epochs, ckpt_dir=a.out,
-                       preset=a.preset, n_classes=n_classes,
-                       batch_size=min(a.batch_size, len(sp.train)), learning_rate=a.lr,
-                       max_steps_per_epoch=a.max_steps)
+    res = models.train(
+        a.seed,
+        a.model,
+        sp.train,
+        sp.valid,
+        epochs=a.epochs,
+        ckpt_dir=a.out,
+        preset=a.preset,
+        n_classes=n_classes,
+        batch_size=min(a.batch_size, len(sp.train)),
+        learning_rate=a.lr,
+        max_steps_per_epoch=a.max_steps,
+    )
     print(res.metrics.to_string(index=False))
     print(f"checkpoints (epoch 0 = initial weights) in {res.ckpt_dir}")
     return 0
 
 
 def add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model on the synthesised corpus, a checkpoint per epoch")
+    p = sub.add_parser(
+        "train", help="train a model on the synthesised corpus, a checkpoint per epoch"
+    )
     p.add_argument("model", help="word_cnn, ds2, speaker_cnn, phone_mlp or transformer")
     p.add_argument("--out", required=True, help="checkpoint folder (reused: training resumes)")
-    p.add_argument("--task", choices=["word", "speaker_windows", "speaker", "phone", "ctc",
-                                      "reconstruction"],
-                   help="what to learn (default: the model's own task)")
-    p.add_argument("--preset", default="cpu", help="paper, cpu or tiny (model-specific: paper-2048, paper-lstm)")
+    p.add_argument(
+        "--task",
+        choices=["word", "speaker_windows", "speaker", "phone", "ctc", "reconstruction"],
+        help="what to learn (default: the model's own task)",
+    )
+    p.add_argument(
+        "--preset",
+        default="cpu",
+        help="paper, cpu or tiny (model-specific: paper-2048, paper-lstm)",
+    )
     p.add_argument("--corpus", default="small", choices=["tiny", "small", "medium"])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=64)
@@ -195,22 +222,34 @@ def cmd_extract(a) -> int:
     ck = _load_ckpt(a.checkpoint, a.epoch)
     name = model_name(ck.model)
     if name == "phone_mlp":
-        raise UserError("extract cuts 2-s windows; the phone MLP reads spliced frames "
-                        "(use the Python API: geomjax.experiments task_splits + activations).")
+        raise UserError(
+            "extract cuts 2-s windows; the phone MLP reads spliced frames "
+            "(use the Python API: geomjax.experiments task_splits + activations)."
+        )
     c = _corpus(a.corpus, a.seed, a.cache_dir)
-    ms = sample_manifolds(jax.random.key(a.seed), c, a.label_type, n_classes=a.classes,
-                          n_examples=a.examples, window=2.0)
+    ms = sample_manifolds(
+        jax.random.key(a.seed),
+        c,
+        a.label_type,
+        n_classes=a.classes,
+        n_examples=a.examples,
+        window=2.0,
+    )
     audio, labels = ms.flat()
     x, L = model_inputs(name, audio, ds2_bins=a.ds2_bins)
     layers = a.layers.split(",") if a.layers else None
     acts = activations(ck.model, ck.variables, x, L, layers=layers, batch_size=64, progress=True)
     P, M = ms.shape[:2]
     how = "flatten" if name == "word_cnn" else a.time
-    arrays = {k: layer_matrix(v, acts.lengths.get(k), how=how).reshape(P, M, -1)
-              for k, v in acts.layers.items()}
+    arrays = {
+        k: layer_matrix(v, acts.lengths.get(k), how=how).reshape(P, M, -1)
+        for k, v in acts.layers.items()
+    }
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays, _labels=labels.reshape(P, M), _classes=np.asarray(ms.classes, dtype=str))
+    np.savez(
+        out, **arrays, _labels=labels.reshape(P, M), _classes=np.asarray(ms.classes, dtype=str)
+    )
     print(f"{len(arrays)} layers of {P} {a.label_type} manifolds x {M} examples -> {out}")
     for k, v in arrays.items():
         print(f"  {k}: {v.shape}")
@@ -218,16 +257,25 @@ def cmd_extract(a) -> int:
 
 
 def add_extract(sub) -> None:
-    p = sub.add_parser("extract", help="activations of chosen layers for a manifold data set (.npz)")
+    p = sub.add_parser(
+        "extract", help="activations of chosen layers for a manifold data set (.npz)"
+    )
     p.add_argument("--checkpoint", required=True, help="a training folder (geomjax train --out)")
     p.add_argument("--epoch", type=int, default=None, help="epoch (default: the last; 0 = initial)")
-    p.add_argument("--label-type", default="word",
-                   help="word, speaker, phoneme, character, pos, gender, accent or channel")
+    p.add_argument(
+        "--label-type",
+        default="word",
+        help="word, speaker, phoneme, character, pos, gender, accent or channel",
+    )
     p.add_argument("--classes", type=int, default=50, help="P manifolds")
     p.add_argument("--examples", type=int, default=50, help="M examples per manifold")
     p.add_argument("--layers", help="comma-separated layer names (default: all)")
-    p.add_argument("--time", default="centre", choices=["centre", "mean", "flatten"],
-                   help="sequence layers: the centre step, the mean over steps, or all steps")
+    p.add_argument(
+        "--time",
+        default="centre",
+        choices=["centre", "mean", "flatten"],
+        help="sequence layers: the centre step, the mean over steps, or all steps",
+    )
     p.add_argument("--corpus", default="small", choices=["tiny", "small", "medium"])
     p.add_argument("--ds2-bins", type=int, default=81)
     p.add_argument("--seed", type=int, default=0)
@@ -251,11 +299,15 @@ def _manifold_arrays(arrays, labels_key):
             out[k] = v.astype(np.float32)
         elif v.ndim == 2:
             if labels is None:
-                raise UserError(f"array {k!r} is (n, N); manifold analyses need (P, M, N) arrays or "
-                                f"a {labels_key!r} array of per-row labels.")
+                raise UserError(
+                    f"array {k!r} is (n, N); manifold analyses need (P, M, N) arrays or "
+                    f"a {labels_key!r} array of per-row labels."
+                )
             lab = np.asarray(labels).reshape(-1)
             if lab.shape[0] != v.shape[0]:
-                raise UserError(f"{labels_key!r} has {lab.shape[0]} rows but {k!r} has {v.shape[0]}.")
+                raise UserError(
+                    f"{labels_key!r} has {lab.shape[0]} rows but {k!r} has {v.shape[0]}."
+                )
             cls, counts = np.unique(lab, return_counts=True)
             m = int(counts.min())
             out[k] = np.stack([v[lab == c][:m] for c in cls]).astype(np.float32)
@@ -286,7 +338,11 @@ def _labels(arrays, labels_key, n):
     if labels_key in arrays:
         lab = np.asarray(arrays[labels_key]).reshape(-1)
     else:
-        v = next(np.asarray(v) for k, v in arrays.items() if not k.startswith("_") and np.asarray(v).ndim == 3)
+        v = next(
+            np.asarray(v)
+            for k, v in arrays.items()
+            if not k.startswith("_") and np.asarray(v).ndim == 3
+        )
         lab = np.repeat(np.arange(v.shape[0]), v.shape[1])
     if lab.shape[0] != n:
         raise UserError(f"labels have {lab.shape[0]} rows but the features have {n}.")
@@ -311,21 +367,31 @@ def cmd_analyze(a) -> int:
         for name, X in mans.items():
             if a.project and X.shape[2] > a.project:
                 P, M, N = X.shape
-                X = g.project_features(X.reshape(P * M, N), a.project, seed=a.seed).reshape(P, M, -1)
+                X = g.project_features(X.reshape(P * M, N), a.project, seed=a.seed).reshape(
+                    P, M, -1
+                )
             row = {"layer": name, "P": X.shape[0], "M": X.shape[1], "N": X.shape[2]}
             if a.analysis == "mftma":
                 row.update(g.manifold_metrics(key, X, a.n_t))
             elif a.analysis == "dimension":
                 pts = X.reshape(-1, X.shape[2])
-                row.update(d_pr=g.participation_ratio(pts), d_ev=g.explained_variance_dimension(pts))
+                row.update(
+                    d_pr=g.participation_ratio(pts), d_ev=g.explained_variance_dimension(pts)
+                )
             else:
                 sim = g.simulated_capacity(key, X, a.dichotomies, None)
                 if sim is None:
-                    raise UserError("this installation has no empirical-capacity routine "
-                                    "(geomjax.manifold.empirical_capacity).")
+                    raise UserError(
+                        "this installation has no empirical-capacity routine "
+                        "(geomjax.manifold.empirical_capacity)."
+                    )
                 row.update(sim)
             rows.append(row)
-            print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}))
+            print(
+                json.dumps(
+                    {k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}
+                )
+            )
         df = pd.DataFrame(rows)
     elif a.analysis in ("cka", "svcca"):
         from geomjax.similarity import cka_matrix, similarity_matrix
@@ -333,14 +399,20 @@ def cmd_analyze(a) -> int:
         reps = _flat_arrays(arrays, a.labels_key)
         ns = {v.shape[0] for v in reps.values()}
         if len(ns) != 1:
-            raise UserError(f"layers hold different numbers of samples {sorted(ns)}; CKA/SVCCA "
-                            "compare the same samples.")
+            raise UserError(
+                f"layers hold different numbers of samples {sorted(ns)}; CKA/SVCCA "
+                "compare the same samples."
+            )
         if a.analysis == "cka":
             m = cka_matrix(reps)
         else:
             if a.project:
-                reps = {k: g.project_features(v, a.project, seed=a.seed) if v.shape[1] > a.project
-                        else v for k, v in reps.items()}
+                reps = {
+                    k: g.project_features(v, a.project, seed=a.seed)
+                    if v.shape[1] > a.project
+                    else v
+                    for k, v in reps.items()
+                }
             m = similarity_matrix(reps, measure="svcca", epsilon=1e-6)
         df = m.to_frame()
         print(m.to_wide().round(3).to_string())
@@ -359,8 +431,9 @@ def cmd_analyze(a) -> int:
         X = np.asarray(X)
         st = fit_standardizer(X[tr])
         Xs = np.asarray(standardize(X, st))
-        r = paper_pipeline(key, Xs[tr], y[tr], Xs[te], y[te], index, n_classes=int(y.max()) + 1,
-                           epochs=a.epochs)
+        r = paper_pipeline(
+            key, Xs[tr], y[tr], Xs[te], y[te], index, n_classes=int(y.max()) + 1, epochs=a.epochs
+        )
         df = r.to_frame().drop(columns=["task", "seed"])
         lay = df["analysis"] == "layer"
         df.loc[lay, "subset"] = [names[int(s[1:])] for s in df.loc[lay, "subset"]]
@@ -375,8 +448,11 @@ def cmd_analyze(a) -> int:
 
         if model_name(ck.model) != "phone_mlp":
             raise UserError("analysis 'slt' supports phone_mlp checkpoints (a ReLU MLP).")
-        x = next(np.asarray(v, np.float32) for k, v in arrays.items()
-                 if not k.startswith("_") and k != a.labels_key)
+        x = next(
+            np.asarray(v, np.float32)
+            for k, v in arrays.items()
+            if not k.startswith("_") and k != a.labels_key
+        )
         p = ck.variables["params"]
         nl = ck.model.config.layers
         mlp = [(p[f"dense{i + 1}"]["kernel"], p[f"dense{i + 1}"]["bias"]) for i in range(nl)]
@@ -396,19 +472,25 @@ def cmd_analyze(a) -> int:
 
 def add_analyze(sub) -> None:
     p = sub.add_parser(
-        "analyze", help="run an analysis on extracted activations or on your own arrays",
+        "analyze",
+        help="run an analysis on extracted activations or on your own arrays",
         description="Analyses: mftma (capacity/radius/dimension/centre correlation + D_PR/D_EV), "
-                    "capacity (simulated alpha_SIM), dimension (D_PR, D_EV), cka, svcca (all layer "
-                    "pairs), probe (layer-wise + ALL probes, ranking, ablation, minimal set, "
-                    "control), slt (SLT spectra of a phone-MLP checkpoint). Input: .npz with one "
-                    "array per layer ((P, M, N) manifolds, or (n, N) rows plus a 'labels' array), "
-                    ".npy, or .parquet/.csv (numeric columns = features, optional 'label' column).")
+        "capacity (simulated alpha_SIM), dimension (D_PR, D_EV), cka, svcca (all layer "
+        "pairs), probe (layer-wise + ALL probes, ranking, ablation, minimal set, "
+        "control), slt (SLT spectra of a phone-MLP checkpoint). Input: .npz with one "
+        "array per layer ((P, M, N) manifolds, or (n, N) rows plus a 'labels' array), "
+        ".npy, or .parquet/.csv (numeric columns = features, optional 'label' column).",
+    )
     p.add_argument("analysis", help=", ".join(ANALYSES))
     p.add_argument("input", help=".npz, .npy, .parquet or .csv")
     p.add_argument("--out", default="analysis", help="folder for the result table")
     p.add_argument("--labels-key", default="labels", help="name of the per-row label array")
-    p.add_argument("--project", type=int, default=None,
-                   help="random-project layers wider than this many features first")
+    p.add_argument(
+        "--project",
+        type=int,
+        default=None,
+        help="random-project layers wider than this many features first",
+    )
     p.add_argument("--n-t", type=int, default=200, help="MFTMA Gaussian samples per manifold")
     p.add_argument("--dichotomies", type=int, default=64, help="alpha_SIM random dichotomies")
     p.add_argument("--epochs", type=int, default=20, help="probe training epochs")
@@ -425,7 +507,9 @@ def cmd_report(a) -> int:
 
     root = Path(a.run)
     if not (root / "settings.json").exists():
-        raise UserError(f"{root} is not a run folder (no settings.json); run `geomjax reproduce` first.")
+        raise UserError(
+            f"{root} is not a run folder (no settings.json); run `geomjax reproduce` first."
+        )
     run = RunDir(root)
     prof = json.loads((root / "settings.json").read_text())["settings"].get("profile", "?")
     rep = build_report(run, prof)
@@ -444,24 +528,40 @@ def cmd_reproduce(a) -> int:
     from geomjax.experiments._reproduce import reproduce
 
     out = a.out or f"runs/{a.profile}-seed{a.seed}"
-    run = reproduce(out, a.profile, a.seed, stages=a.stages.split(",") if a.stages else None,
-                    progress=not a.no_progress, cache_dir=a.cache_dir)
-    print(f"run folder: {run.root}\n  report: {run.root / 'report.html'}\n  tables: {run.root / 'tables'}")
+    run = reproduce(
+        out,
+        a.profile,
+        a.seed,
+        stages=a.stages.split(",") if a.stages else None,
+        progress=not a.no_progress,
+        cache_dir=a.cache_dir,
+    )
+    print(
+        f"run folder: {run.root}\n  report: {run.root / 'report.html'}\n  tables: {run.root / 'tables'}"
+    )
     return 0
 
 
 def add_reproduce(sub) -> None:
     p = sub.add_parser(
-        "reproduce", help="the main job: corpus -> models -> the papers' analyses -> report",
+        "reproduce",
+        help="the main job: corpus -> models -> the papers' analyses -> report",
         description="Synthesise the corpus, train (or reuse) the models, run the four papers' "
-                    "analyses for initial vs trained weights, and write tables, figures and "
-                    "report.html. Reusing --out resumes an interrupted run.")
-    p.add_argument("--profile", default="default", choices=["tiny", "default", "full"],
-                   help="tiny: CI check (minutes); default: 2-core CPU (~30 min); full: paper sizes on a GPU")
+        "analyses for initial vs trained weights, and write tables, figures and "
+        "report.html. Reusing --out resumes an interrupted run.",
+    )
+    p.add_argument(
+        "--profile",
+        default="default",
+        choices=["tiny", "default", "full"],
+        help="tiny: CI check (minutes); default: 2-core CPU (~30 min); full: paper sizes on a GPU",
+    )
     p.add_argument("--out", help="run folder (default runs/<profile>-seed<seed>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stages", help="comma-separated subset of stages (default: all)")
-    p.add_argument("--cache-dir", help="corpus cache (default: $GEOMJAX_CACHE_DIR or ~/.cache/geomjax)")
+    p.add_argument(
+        "--cache-dir", help="corpus cache (default: $GEOMJAX_CACHE_DIR or ~/.cache/geomjax)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_guard(cmd_reproduce))
 
@@ -488,7 +588,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="geomjax", description="How speech networks untangle information, layer by layer.")
+    parser = argparse.ArgumentParser(
+        prog="geomjax", description="How speech networks untangle information, layer by layer."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     register(sub)
     args = parser.parse_args(argv)

@@ -127,8 +127,13 @@ def simulated_capacity(key, X: np.ndarray, n_dichotomies: int, capacity_guess: f
         from geomjax.manifold import empirical_capacity
     except ImportError:
         return None
-    r = empirical_capacity(key, np.asarray(X, np.float32), n_dichotomies,
-                           capacity_guess=capacity_guess)
+    r = empirical_capacity(
+        key, np.asarray(X, np.float32), n_dichotomies, capacity_guess=capacity_guess
+    )
     s = r.summary()
-    return {"alpha_sim": s["alpha_sim"], "alpha_sim_lo": s["alpha_ci_low"],
-            "alpha_sim_hi": s["alpha_ci_high"], "n_censored": s["n_censored"]}
+    return {
+        "alpha_sim": s["alpha_sim"],
+        "alpha_sim_lo": s["alpha_ci_low"],
+        "alpha_sim_hi": s["alpha_ci_high"],
+        "n_censored": s["n_censored"],
+    }

@@ -77,8 +77,8 @@ def ensure_splits(corpus, seed: int = 0, fractions=(0.25, 0.125)):
     n_te = max(1, int(round(fractions[0] * spk.size)))
     n_va = max(1, int(round(fractions[1] * spk.size)))
     split = {s: "test" for s in spk[:n_te]}
-    split.update({s: "valid" for s in spk[n_te:n_te + n_va]})
-    split.update({s: "train" for s in spk[n_te + n_va:]})
+    split.update({s: "valid" for s in spk[n_te : n_te + n_va]})
+    split.update({s: "train" for s in spk[n_te + n_va :]})
     tabs = {}
     for name in ("utterances", "words", "phones", "chars"):
         t = getattr(corpus, name)
@@ -103,7 +103,9 @@ def _task_data(x, y, lengths, tab, idx, label_lengths=None):
     from geomjax.models import TaskData
 
     g = lambda a: None if a is None else a[idx]  # noqa: E731
-    return TaskData(x[idx], g(y), g(lengths), g(label_lengths), tab.iloc[idx].reset_index(drop=True))
+    return TaskData(
+        x[idx], g(y), g(lengths), g(label_lengths), tab.iloc[idx].reset_index(drop=True)
+    )
 
 
 def _split(x, y, lengths, tab, by, label_lengths=None):
@@ -121,9 +123,10 @@ def _word_split(tab, seed, heldout=0.3):
     rng = np.random.default_rng(seed)
     rng.shuffle(types)
     n_out = max(2, int(round(heldout * len(types))))
-    valid_w, test_w = set(types[: n_out // 2]), set(types[n_out // 2: n_out])
-    return np.where(tab["word"].isin(valid_w), "valid",
-                    np.where(tab["word"].isin(test_w), "test", "train"))
+    valid_w, test_w = set(types[: n_out // 2]), set(types[n_out // 2 : n_out])
+    return np.where(
+        tab["word"].isin(valid_w), "valid", np.where(tab["word"].isin(test_w), "test", "train")
+    )
 
 
 def _utterance_features(corpus, kind, progress=False, **kw):
@@ -155,8 +158,15 @@ def _pad(feats, idx):
     return x, L
 
 
-def task_splits(corpus, task: str, *, seed: int = 0, ds2_bins: int | None = 81,
-                max_utterances: int | None = None, progress: bool = False) -> Splits:
+def task_splits(
+    corpus,
+    task: str,
+    *,
+    seed: int = 0,
+    ds2_bins: int | None = 81,
+    max_utterances: int | None = None,
+    progress: bool = False,
+) -> Splits:
     """Training data of one task.
 
     Args:
@@ -180,8 +190,11 @@ def task_splits(corpus, task: str, *, seed: int = 0, ds2_bins: int | None = 81,
         y = tab[col].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy(np.int32)
         by = tab["split"].to_numpy() if task == "word" else _word_split(tab, seed)
         sp = _split(x, y, lengths, tab.reset_index(drop=True), by)
-        return Splits(**sp, classes=classes,
-                      info={"task": task, "split_by": "speaker" if task == "word" else "word"})
+        return Splits(
+            **sp,
+            classes=classes,
+            info={"task": task, "split_by": "speaker" if task == "word" else "word"},
+        )
     utts = corpus.utterances
     if task == "phone":
         from geomjax.data import splice
@@ -202,7 +215,8 @@ def task_splits(corpus, task: str, *, seed: int = 0, ds2_bins: int | None = 81,
         x = np.concatenate(xs).astype(np.float32)
         y = np.concatenate(ys).astype(np.int32)
         tab = pd.concat(rows, ignore_index=True).merge(
-            utts[["utt", "speaker", "gender", "accent", "channel", "split"]], on="utt", how="left")
+            utts[["utt", "speaker", "gender", "accent", "channel", "split"]], on="utt", how="left"
+        )
         sp = _split(x, y, None, tab, tab["split"].to_numpy())
         return Splits(**sp, classes=list(classes), info={"task": "phone", "split_by": "speaker"})
     if task in ("ctc", "reconstruction"):
@@ -227,8 +241,13 @@ def task_splits(corpus, task: str, *, seed: int = 0, ds2_bins: int | None = 81,
             x, L = _pad(feats, idx)
             from geomjax.models import TaskData
 
-            out[s] = TaskData(x, None if labels is None else labels[idx], L,
-                              None if ll is None else ll[idx], utts.iloc[idx].reset_index(drop=True))
+            out[s] = TaskData(
+                x,
+                None if labels is None else labels[idx],
+                L,
+                None if ll is None else ll[idx],
+                utts.iloc[idx].reset_index(drop=True),
+            )
         return Splits(**out, info={"task": task, "split_by": "speaker"})
     raise ValueError(
         f"unknown task {task!r}; choose one of word, speaker_windows, speaker, phone, ctc, "

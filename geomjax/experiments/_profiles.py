@@ -75,39 +75,55 @@ class Profile:
 
 
 _TINY_MODELS = {
-    "word_cnn_word": TrainSpec("word_cnn", "word", "tiny", epochs=2, batch_size=16,
-                               max_steps_per_epoch=4),
-    "word_cnn_speaker": TrainSpec("word_cnn", "speaker_windows", "tiny", epochs=2, batch_size=16,
-                                  max_steps_per_epoch=4),
+    "word_cnn_word": TrainSpec(
+        "word_cnn", "word", "tiny", epochs=2, batch_size=16, max_steps_per_epoch=4
+    ),
+    "word_cnn_speaker": TrainSpec(
+        "word_cnn", "speaker_windows", "tiny", epochs=2, batch_size=16, max_steps_per_epoch=4
+    ),
     "ds2": TrainSpec("ds2", "ctc", "tiny", epochs=2, batch_size=4, max_steps_per_epoch=2),
-    "speaker_cnn": TrainSpec("speaker_cnn", "speaker", "tiny", epochs=2, batch_size=16,
-                             max_steps_per_epoch=4),
-    "phone_mlp": TrainSpec("phone_mlp", "phone", "tiny", epochs=2, batch_size=128,
-                           max_steps_per_epoch=8),
-    "transformer": TrainSpec("transformer", "reconstruction", "tiny", epochs=2, batch_size=4,
-                             max_steps_per_epoch=2),
+    "speaker_cnn": TrainSpec(
+        "speaker_cnn", "speaker", "tiny", epochs=2, batch_size=16, max_steps_per_epoch=4
+    ),
+    "phone_mlp": TrainSpec(
+        "phone_mlp", "phone", "tiny", epochs=2, batch_size=128, max_steps_per_epoch=8
+    ),
+    "transformer": TrainSpec(
+        "transformer", "reconstruction", "tiny", epochs=2, batch_size=4, max_steps_per_epoch=2
+    ),
 }
 
 _DEFAULT_MODELS = {
-    "word_cnn_word": TrainSpec("word_cnn", "word", "cpu", epochs=6, batch_size=64,
-                               max_steps_per_epoch=120),
-    "word_cnn_speaker": TrainSpec("word_cnn", "speaker_windows", "cpu", epochs=6, batch_size=64,
-                                  max_steps_per_epoch=120),
-    "ds2": TrainSpec("ds2", "ctc", "cpu", epochs=3, batch_size=16, max_steps_per_epoch=40,
-                     learning_rate=1e-3,
-                     config={"conv_channels": (8, 8), "rnn_hidden": 128, "rnn_layers": 3}),
-    "speaker_cnn": TrainSpec("speaker_cnn", "speaker", "cpu", epochs=6, batch_size=32,
-                             max_steps_per_epoch=150),
-    "phone_mlp": TrainSpec("phone_mlp", "phone", "cpu", epochs=3, batch_size=256,
-                           max_steps_per_epoch=800),
-    "transformer": TrainSpec("transformer", "reconstruction", "cpu", epochs=3, batch_size=16,
-                             max_steps_per_epoch=40),
+    "word_cnn_word": TrainSpec(
+        "word_cnn", "word", "cpu", epochs=6, batch_size=64, max_steps_per_epoch=120
+    ),
+    "word_cnn_speaker": TrainSpec(
+        "word_cnn", "speaker_windows", "cpu", epochs=6, batch_size=64, max_steps_per_epoch=120
+    ),
+    "ds2": TrainSpec(
+        "ds2",
+        "ctc",
+        "cpu",
+        epochs=3,
+        batch_size=16,
+        max_steps_per_epoch=40,
+        learning_rate=1e-3,
+        config={"conv_channels": (8, 8), "rnn_hidden": 128, "rnn_layers": 3},
+    ),
+    "speaker_cnn": TrainSpec(
+        "speaker_cnn", "speaker", "cpu", epochs=6, batch_size=32, max_steps_per_epoch=150
+    ),
+    "phone_mlp": TrainSpec(
+        "phone_mlp", "phone", "cpu", epochs=3, batch_size=256, max_steps_per_epoch=800
+    ),
+    "transformer": TrainSpec(
+        "transformer", "reconstruction", "cpu", epochs=3, batch_size=16, max_steps_per_epoch=40
+    ),
 }
 
 _FULL_MODELS = {
     "word_cnn_word": TrainSpec("word_cnn", "word", "paper", epochs=20, batch_size=64),
-    "word_cnn_speaker": TrainSpec("word_cnn", "speaker_windows", "paper", epochs=20,
-                                  batch_size=64),
+    "word_cnn_speaker": TrainSpec("word_cnn", "speaker_windows", "paper", epochs=20, batch_size=64),
     "ds2": TrainSpec("ds2", "ctc", "paper", epochs=15, batch_size=20, learning_rate=3e-4),
     "speaker_cnn": TrainSpec("speaker_cnn", "speaker", "paper", epochs=15, batch_size=32),
     "phone_mlp": TrainSpec("phone_mlp", "phone", "paper", epochs=10, batch_size=256),
@@ -116,22 +132,64 @@ _FULL_MODELS = {
 
 PROFILES: dict[str, Profile] = {
     "tiny": Profile(
-        name="tiny", corpus="tiny", models=_TINY_MODELS, n_classes=4, n_examples=4,
-        n_features=64, n_t=20, seeds=2, timestep_stride=8, sim_dichotomies=8, sim_samples=48,
-        sim_features=16, probe_epochs=2, probe_speakers=4, eer_trials=200,
-        nagamine_frames=600, slt_frames=200, ds2_bins=81,
+        name="tiny",
+        corpus="tiny",
+        models=_TINY_MODELS,
+        n_classes=4,
+        n_examples=4,
+        n_features=64,
+        n_t=20,
+        seeds=2,
+        timestep_stride=8,
+        sim_dichotomies=8,
+        sim_samples=48,
+        sim_features=16,
+        probe_epochs=2,
+        probe_speakers=4,
+        eer_trials=200,
+        nagamine_frames=600,
+        slt_frames=200,
+        ds2_bins=81,
     ),
     "default": Profile(
-        name="default", corpus="small", models=_DEFAULT_MODELS, n_classes=16, n_examples=16,
-        n_features=1024, n_t=100, seeds=3, timestep_stride=4, sim_dichotomies=32,
-        sim_samples=256, sim_features=128, probe_epochs=10, probe_speakers=20, eer_trials=3000,
-        nagamine_frames=4000, slt_frames=1500, ds2_bins=81,
+        name="default",
+        corpus="small",
+        models=_DEFAULT_MODELS,
+        n_classes=16,
+        n_examples=16,
+        n_features=1024,
+        n_t=100,
+        seeds=3,
+        timestep_stride=4,
+        sim_dichotomies=32,
+        sim_samples=256,
+        sim_features=128,
+        probe_epochs=10,
+        probe_speakers=20,
+        eer_trials=3000,
+        nagamine_frames=4000,
+        slt_frames=1500,
+        ds2_bins=81,
     ),
     "full": Profile(
-        name="full", corpus="medium", models=_FULL_MODELS, n_classes=50, n_examples=50,
-        n_features=5000, n_t=200, seeds=5, timestep_stride=1, sim_dichotomies=64,
-        sim_samples=1024, sim_features=512, probe_epochs=20, probe_speakers=100,
-        eer_trials=20000, nagamine_frames=20000, slt_frames=5000, ds2_bins=None,
+        name="full",
+        corpus="medium",
+        models=_FULL_MODELS,
+        n_classes=50,
+        n_examples=50,
+        n_features=5000,
+        n_t=200,
+        seeds=5,
+        timestep_stride=1,
+        sim_dichotomies=64,
+        sim_samples=1024,
+        sim_features=512,
+        probe_epochs=20,
+        probe_speakers=100,
+        eer_trials=20000,
+        nagamine_frames=20000,
+        slt_frames=5000,
+        ds2_bins=None,
     ),
 }
 

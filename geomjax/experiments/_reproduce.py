@@ -41,8 +41,14 @@ from geomjax.experiments._stats import summarize
 
 __all__ = ["reproduce", "STAGES", "Context", "GEOMETRY_METRICS"]
 
-GEOMETRY_METRICS = ("capacity_ratio", "radius", "dimension_ratio", "center_correlation", "d_pr",
-                    "d_ev")
+GEOMETRY_METRICS = (
+    "capacity_ratio",
+    "radius",
+    "dimension_ratio",
+    "center_correlation",
+    "d_pr",
+    "d_ev",
+)
 STEPHENSON_MODELS = ("word_cnn_word", "word_cnn_speaker", "ds2")
 
 
@@ -58,8 +64,14 @@ class Context:
     """State shared by the stages of one run: the run folder, the profile, the corpus and the
     trained models (loaded lazily)."""
 
-    def __init__(self, run: RunDir, profile: Profile, seed: int, progress: bool = True,
-                 cache_dir: str | Path | None = None):
+    def __init__(
+        self,
+        run: RunDir,
+        profile: Profile,
+        seed: int,
+        progress: bool = True,
+        cache_dir: str | Path | None = None,
+    ):
         self.run = run
         self.profile = profile
         self.seed = int(seed)
@@ -77,16 +89,22 @@ class Context:
             from geomjax.data import default_cache_dir, synthesize_corpus
 
             cache = self.cache_dir if self.cache_dir is not None else default_cache_dir()
-            c = synthesize_corpus(self.profile.corpus, seed=self.seed, cache_dir=cache,
-                                  progress=self.progress)
+            c = synthesize_corpus(
+                self.profile.corpus, seed=self.seed, cache_dir=cache, progress=self.progress
+            )
             self._corpus = ensure_splits(c, self.seed)
         return self._corpus
 
     def splits(self, task: str):
         if task not in self._splits:
-            self._splits[task] = task_splits(self.corpus, task, seed=self.seed,
-                                             ds2_bins=self.profile.ds2_bins,
-                                             max_utterances=None, progress=False)
+            self._splits[task] = task_splits(
+                self.corpus,
+                task,
+                seed=self.seed,
+                ds2_bins=self.profile.ds2_bins,
+                max_utterances=None,
+                progress=False,
+            )
         return self._splits[task]
 
     def model_dir(self, name: str) -> Path:
@@ -97,8 +115,9 @@ class Context:
 
         d = self.model_dir(name)
         if not list_checkpoints(d):
-            raise FileNotFoundError(f"no checkpoints for model {name!r} in {d}; run its training "
-                                    "stage first.")
+            raise FileNotFoundError(
+                f"no checkpoints for model {name!r} in {d}; run its training stage first."
+            )
         return load_checkpoint(d, epoch)
 
     def epochs(self, name: str) -> list[int]:
@@ -117,9 +136,14 @@ class Context:
             last = None
             while P >= 2:
                 try:
-                    ms = sample_manifolds(_key(self.seed, "manifolds", label_type, rep), self.corpus,
-                                          label_type, n_classes=P, n_examples=self.profile.n_examples,
-                                          **kw)
+                    ms = sample_manifolds(
+                        _key(self.seed, "manifolds", label_type, rep),
+                        self.corpus,
+                        label_type,
+                        n_classes=P,
+                        n_examples=self.profile.n_examples,
+                        **kw,
+                    )
                     break
                 except ValueError as e:  # fewer classes with M examples than asked: take fewer
                     last = e
@@ -157,8 +181,9 @@ def _layer_rows(ctx: Context, acts, P: int, M: int, how: str, tag: dict, seed_re
     for li, layer in enumerate(acts.names):
         A = layer_matrix(acts.layers[layer], acts.lengths.get(layer), how=how)
         X = project_features(A, prof.n_features, seed=_key(ctx.seed, "proj", layer, seed_rep))
-        met = manifold_metrics(jax.random.key(_key(ctx.seed, "mftma", layer, seed_rep)),
-                               X.reshape(P, M, -1), prof.n_t)
+        met = manifold_metrics(
+            jax.random.key(_key(ctx.seed, "mftma", layer, seed_rep)), X.reshape(P, M, -1), prof.n_t
+        )
         rows.append({**tag, "layer": layer, "layer_index": li, "P": P, "M": M, **met})
     return rows
 
@@ -198,10 +223,18 @@ def stage_train(ctx: Context, name: str) -> None:
     t0 = time.time()
     n_classes = len(sp.classes) if spec.task not in ("ctc", "reconstruction") else None
     res = models.train(
-        _key(ctx.seed, "train", name), spec.model, sp.train, sp.valid, epochs=spec.epochs,
-        ckpt_dir=ctx.model_dir(name), preset=spec.preset, n_classes=n_classes,
-        config=dict(spec.config) or None, batch_size=min(spec.batch_size, len(sp.train)),
-        learning_rate=spec.learning_rate, max_steps_per_epoch=spec.max_steps_per_epoch,
+        _key(ctx.seed, "train", name),
+        spec.model,
+        sp.train,
+        sp.valid,
+        epochs=spec.epochs,
+        ckpt_dir=ctx.model_dir(name),
+        preset=spec.preset,
+        n_classes=n_classes,
+        config=dict(spec.config) or None,
+        batch_size=min(spec.batch_size, len(sp.train)),
+        learning_rate=spec.learning_rate,
+        max_steps_per_epoch=spec.max_steps_per_epoch,
         progress=ctx.progress,
     )
     m = res.metrics.copy()
@@ -219,7 +252,9 @@ def stage_stephenson(ctx: Context) -> None:
     prof = ctx.profile
     rows = []
     jobs = [(rep, lt) for rep in range(prof.seeds) for lt in prof.label_types]
-    for rep, lt in tqdm(jobs, desc="manifold geometry (seeds x label types)", disable=not ctx.progress):
+    for rep, lt in tqdm(
+        jobs, desc="manifold geometry (seeds x label types)", disable=not ctx.progress
+    ):
         ms = ctx.manifolds(lt, rep)
         P, M = ms.shape[:2]
         for name in STEPHENSON_MODELS:
@@ -227,13 +262,28 @@ def stage_stephenson(ctx: Context) -> None:
             for weights, epoch in _weights(ctx, name):
                 acts = _acts(ctx.checkpoint(name, epoch), x, L)
                 how = "centre" if name == "ds2" else "flatten"
-                rows += _layer_rows(ctx, acts, P, M, how,
-                                    {"model": name, "weights": weights, "epoch": epoch,
-                                     "label_type": lt, "seed": rep}, rep)
+                rows += _layer_rows(
+                    ctx,
+                    acts,
+                    P,
+                    M,
+                    how,
+                    {
+                        "model": name,
+                        "weights": weights,
+                        "epoch": epoch,
+                        "label_type": lt,
+                        "seed": rep,
+                    },
+                    rep,
+                )
     df = pd.DataFrame(rows)
     ctx.run.save_table("stephenson_layers_raw", df)
-    summ = summarize(df, ["model", "weights", "label_type", "layer", "layer_index"],
-                     list(GEOMETRY_METRICS) + ["capacity"])
+    summ = summarize(
+        df,
+        ["model", "weights", "label_type", "layer", "layer_index"],
+        list(GEOMETRY_METRICS) + ["capacity"],
+    )
     ctx.run.save_table("stephenson_layers", summ)
 
 
@@ -251,13 +301,21 @@ def stage_timesteps(ctx: Context) -> None:
         P, M = ms.shape[:2]
         t = ms.table
         half_win = ms.audio.shape[-1] / 2 / ms.sample_rate
-        bounds.append((float(np.mean(t["target_start"].to_numpy())) / ms.sample_rate - half_win,
-                       float(np.mean(t["target_end"].to_numpy())) / ms.sample_rate - half_win))
+        bounds.append(
+            (
+                float(np.mean(t["target_start"].to_numpy())) / ms.sample_rate - half_win,
+                float(np.mean(t["target_end"].to_numpy())) / ms.sample_rate - half_win,
+            )
+        )
         x, L = ctx.manifold_inputs("ds2", "word", rep)
         for weights, epoch in _weights(ctx, "ds2"):
             acts = _acts(ctx.checkpoint("ds2", epoch), x, L)
-            for layer in tqdm(acts.names, desc=f"DS2 time steps ({weights}, seed {rep})",
-                              disable=not ctx.progress, leave=False):
+            for layer in tqdm(
+                acts.names,
+                desc=f"DS2 time steps ({weights}, seed {rep})",
+                disable=not ctx.progress,
+                leave=False,
+            ):
                 a = acts.layers[layer]
                 T = a.shape[1]
                 c = T // 2
@@ -265,23 +323,45 @@ def stage_timesteps(ctx: Context) -> None:
                 steps = range(max(0, c - half), min(T, c + half + 1), prof.timestep_stride)
                 for ts in steps:
                     A = a[:, ts].reshape(a.shape[0], -1)
-                    X = project_features(A, prof.n_features, seed=_key(ctx.seed, "proj", layer, rep))
-                    r = mftma(jax.random.key(_key(ctx.seed, "ts", layer, ts, rep)),
-                              X.reshape(P, M, -1), n_t=prof.n_t, n_reps=2, stiefel_steps=300)
-                    rows.append({"model": "ds2", "weights": weights, "layer": layer, "seed": rep,
-                                 "time_step": ts, "time_s": (ts - c) * 0.02,
-                                 "capacity_ratio": float(r.capacity_ratio),
-                                 "radius": float(r.radius),
-                                 "dimension_ratio": float(r.dimension_ratio)})
+                    X = project_features(
+                        A, prof.n_features, seed=_key(ctx.seed, "proj", layer, rep)
+                    )
+                    r = mftma(
+                        jax.random.key(_key(ctx.seed, "ts", layer, ts, rep)),
+                        X.reshape(P, M, -1),
+                        n_t=prof.n_t,
+                        n_reps=2,
+                        stiefel_steps=300,
+                    )
+                    rows.append(
+                        {
+                            "model": "ds2",
+                            "weights": weights,
+                            "layer": layer,
+                            "seed": rep,
+                            "time_step": ts,
+                            "time_s": (ts - c) * 0.02,
+                            "capacity_ratio": float(r.capacity_ratio),
+                            "radius": float(r.radius),
+                            "dimension_ratio": float(r.dimension_ratio),
+                        }
+                    )
     df = pd.DataFrame(rows)
     ctx.run.save_table("ds2_timesteps_raw", df)
-    s = summarize(df, ["weights", "layer", "time_step", "time_s"],
-                  ["capacity_ratio", "radius", "dimension_ratio"])
+    s = summarize(
+        df,
+        ["weights", "layer", "time_step", "time_s"],
+        ["capacity_ratio", "radius", "dimension_ratio"],
+    )
     ctx.run.save_table("ds2_timesteps", s)
     # word boundaries relative to the window centre (the word's centre, up to the jitter)
     b = np.mean(np.asarray(bounds), axis=0)
-    ctx.run.save_table("ds2_word_boundaries", pd.DataFrame({
-        "boundary": ["word_start", "word_end"], "time_s": [float(b[0]), float(b[1])]}))
+    ctx.run.save_table(
+        "ds2_word_boundaries",
+        pd.DataFrame(
+            {"boundary": ["word_start", "word_end"], "time_s": [float(b[0]), float(b[1])]}
+        ),
+    )
 
 
 def stage_epochs(ctx: Context) -> None:
@@ -291,11 +371,19 @@ def stage_epochs(ctx: Context) -> None:
             ms = ctx.manifolds(lt, 0)
             P, M = ms.shape[:2]
             x, L = ctx.manifold_inputs(_front(name), lt, 0)
-            for epoch in tqdm(ctx.epochs(name), desc=f"{name} epochs ({lt})",
-                              disable=not ctx.progress):
+            for epoch in tqdm(
+                ctx.epochs(name), desc=f"{name} epochs ({lt})", disable=not ctx.progress
+            ):
                 acts = _acts(ctx.checkpoint(name, epoch), x, L)
-                rows += _layer_rows(ctx, acts, P, M, "centre" if name == "ds2" else "flatten",
-                                    {"model": name, "epoch": epoch, "label_type": lt}, 0)
+                rows += _layer_rows(
+                    ctx,
+                    acts,
+                    P,
+                    M,
+                    "centre" if name == "ds2" else "flatten",
+                    {"model": name, "epoch": epoch, "label_type": lt},
+                    0,
+                )
     ctx.run.save_table("epochs", pd.DataFrame(rows))
 
 
@@ -315,16 +403,28 @@ def stage_simcap(ctx: Context) -> None:
         for li in tqdm(pick, desc=f"alpha_SIM ({weights})", disable=not ctx.progress):
             layer = names[li]
             A = layer_matrix(acts.layers[layer])
-            X = project_features(A, prof.n_features,
-                                 seed=_key(ctx.seed, "proj", layer, 0)).reshape(P, M, -1)
+            X = project_features(A, prof.n_features, seed=_key(ctx.seed, "proj", layer, 0)).reshape(
+                P, M, -1
+            )
             met = manifold_metrics(jax.random.key(_key(ctx.seed, "mftma", layer, 0)), X, prof.n_t)
-            sim = simulated_capacity(jax.random.key(_key(ctx.seed, "sim", layer)), X,
-                                     prof.sim_dichotomies, met["capacity"])
-            row = {"model": name, "weights": weights, "layer": layer, "P": P, "M": M,
-                   "alpha_mft": met["capacity"]}
+            sim = simulated_capacity(
+                jax.random.key(_key(ctx.seed, "sim", layer)),
+                X,
+                prof.sim_dichotomies,
+                met["capacity"],
+            )
+            row = {
+                "model": name,
+                "weights": weights,
+                "layer": layer,
+                "P": P,
+                "M": M,
+                "alpha_mft": met["capacity"],
+            }
             if sim is None:
-                row.update(alpha_sim=np.nan, alpha_sim_lo=np.nan, alpha_sim_hi=np.nan,
-                           n_censored=-1)
+                row.update(
+                    alpha_sim=np.nan, alpha_sim_lo=np.nan, alpha_sim_hi=np.nan, n_censored=-1
+                )
             else:
                 row.update(sim)
             rows.append(row)
@@ -361,20 +461,26 @@ def stage_similarity(ctx: Context) -> None:
 
     prof = ctx.profile
     rows, erows = [], []
-    for name in tqdm(("word_cnn_word", "ds2", "transformer"), desc="CKA / SVCCA",
-                     disable=not ctx.progress):
+    for name in tqdm(
+        ("word_cnn_word", "ds2", "transformer"), desc="CKA / SVCCA", disable=not ctx.progress
+    ):
         x, L = _sim_inputs(ctx, name)
         epochs = ctx.epochs(name)
-        reps_by_epoch = {e: _sim_reps(ctx, _acts(ctx.checkpoint(name, e), x, L), name)
-                         for e in epochs}
+        reps_by_epoch = {
+            e: _sim_reps(ctx, _acts(ctx.checkpoint(name, e), x, L), name) for e in epochs
+        }
         final = reps_by_epoch[epochs[-1]]
         for weights, e in (("initial", epochs[0]), ("trained", epochs[-1])):
             reps = reps_by_epoch[e]
             ck = cka_matrix(reps)
             df = ck.to_frame()
             df["measure"] = "cka"
-            proj = {k: project_features(v, prof.sim_features, seed=_key(ctx.seed, "sv", k))
-                    if v.shape[1] > prof.sim_features else v for k, v in reps.items()}
+            proj = {
+                k: project_features(v, prof.sim_features, seed=_key(ctx.seed, "sv", k))
+                if v.shape[1] > prof.sim_features
+                else v
+                for k, v in reps.items()
+            }
             sv = similarity_matrix(proj, measure="svcca", threshold=0.99, epsilon=1e-6).to_frame()
             sv["measure"] = "svcca"
             for d in (df, sv):
@@ -384,13 +490,22 @@ def stage_similarity(ctx: Context) -> None:
         # each layer at every epoch against the same layer at the final epoch
         layers = list(final)
         for e in epochs:
-            m = cka_matrix({f"{k}@{e}": v for k, v in reps_by_epoch[e].items()},
-                           {f"{k}@final": v for k, v in final.items()})
+            m = cka_matrix(
+                {f"{k}@{e}": v for k, v in reps_by_epoch[e].items()},
+                {f"{k}@final": v for k, v in final.items()},
+            )
             vals = np.asarray(m.values)
             for i, layer in enumerate(layers):
-                erows.append({"model": name, "epoch": e, "layer": layer, "layer_index": i,
-                              "cka_to_final": float(vals[i, i]),
-                              "cka_to_final_best": float(np.max(vals[i]))})
+                erows.append(
+                    {
+                        "model": name,
+                        "epoch": e,
+                        "layer": layer,
+                        "layer_index": i,
+                        "cka_to_final": float(vals[i, i]),
+                        "cka_to_final_best": float(np.max(vals[i])),
+                    }
+                )
     ctx.run.save_table("similarity_layers", pd.concat(rows, ignore_index=True))
     ctx.run.save_table("similarity_epochs", pd.DataFrame(erows))
 
@@ -420,7 +535,11 @@ def _probe_data(ctx: Context, name: str):
         rte = [pos[tuple(r)] for r in te.iloc[ite][key_cols].itertuples(index=False)]
         xtr, ltr = model_inputs("transformer", audio[rtr])
         xte, lte = model_inputs("transformer", audio[rte])
-    return (xtr, ltr, tr.iloc[itr].reset_index(drop=True)), (xte, lte, te.iloc[ite].reset_index(drop=True))
+    return (xtr, ltr, tr.iloc[itr].reset_index(drop=True)), (
+        xte,
+        lte,
+        te.iloc[ite].reset_index(drop=True),
+    )
 
 
 def _eer_rows(ctx, feats_te, spk, tag):
@@ -440,8 +559,16 @@ def _eer_rows(ctx, feats_te, spk, tag):
     for li, (layer, f) in enumerate(feats_te.items()):
         f = f - f.mean(0, keepdims=True)
         r = eer(cosine_scores(f[i], f[j]), lab)
-        rows.append({**tag, "layer": layer, "layer_index": li, "eer": float(r.value),
-                     "n_trials": int(lab.size), "n_target": int(lab.sum())})
+        rows.append(
+            {
+                **tag,
+                "layer": layer,
+                "layer_index": li,
+                "eer": float(r.value),
+                "n_trials": int(lab.size),
+                "n_target": int(lab.sum()),
+            }
+        )
     return rows
 
 
@@ -453,8 +580,10 @@ def stage_probing(ctx: Context) -> None:
     prof = ctx.profile
     res_rows, dist_rows, eer_rows = [], [], []
     (xtr, ltr, mtr), (xte, lte, mte) = _probe_data(ctx, "speaker_cnn")
-    data = {"speaker_cnn": ((xtr, ltr, mtr), (xte, lte, mte)),
-            "transformer": _probe_data(ctx, "transformer")}
+    data = {
+        "speaker_cnn": ((xtr, ltr, mtr), (xte, lte, mte)),
+        "transformer": _probe_data(ctx, "transformer"),
+    }
     jobs = [(n, w) for n in ("speaker_cnn", "transformer") for w in ("initial", "trained")]
     for name, weights in tqdm(jobs, desc="probing (model x weights)", disable=not ctx.progress):
         (xtr, ltr, mtr), (xte, lte, mte) = data[name]
@@ -481,9 +610,16 @@ def stage_probing(ctx: Context) -> None:
             ytr_all.append(ytr)
             yte_all.append(yte)
             n_cls.append(len(classes))
-        r = paper_pipeline(jax.random.key(_key(ctx.seed, "probe", name)), Xtr,
-                           np.stack(ytr_all), Xte, np.stack(yte_all), index,
-                           n_classes=max(n_cls), epochs=prof.probe_epochs)
+        r = paper_pipeline(
+            jax.random.key(_key(ctx.seed, "probe", name)),
+            Xtr,
+            np.stack(ytr_all),
+            Xte,
+            np.stack(yte_all),
+            index,
+            n_classes=max(n_cls),
+            epochs=prof.probe_epochs,
+        )
         for t, task in enumerate(tasks):
             # one task's slice of the batched result (every leaf carries the task axis first)
             rt = jax.tree_util.tree_map(lambda a, t=t: a[t], r)
@@ -501,8 +637,9 @@ def stage_probing(ctx: Context) -> None:
             dd.insert(0, "weights", weights)
             dd.insert(0, "model", name)
             dist_rows.append(dd)
-        eer_rows += _eer_rows(ctx, fte, mte["speaker"].astype(str).to_numpy(),
-                              {"model": name, "weights": weights})
+        eer_rows += _eer_rows(
+            ctx, fte, mte["speaker"].astype(str).to_numpy(), {"model": name, "weights": weights}
+        )
     ctx.run.save_table("probing", pd.concat(res_rows, ignore_index=True))
     ctx.run.save_table("probing_top_neurons", pd.concat(dist_rows, ignore_index=True))
     ctx.run.save_table("probing_eer", pd.DataFrame(eer_rows))
@@ -515,13 +652,16 @@ def stage_nagamine(ctx: Context) -> None:
     sp = ctx.splits("phone")
     rng = np.random.default_rng(_key(ctx.seed, "nagamine"))
     ite = np.sort(rng.choice(len(sp.test), min(prof.nagamine_frames, len(sp.test)), replace=False))
-    idv = np.sort(rng.choice(len(sp.valid), min(prof.nagamine_frames, len(sp.valid)), replace=False))
+    idv = np.sort(
+        rng.choice(len(sp.valid), min(prof.nagamine_frames, len(sp.valid)), replace=False)
+    )
     xte, yte = sp.test.inputs[ite], sp.test.labels[ite]
     xdv, ydv = sp.valid.inputs[idv], sp.valid.labels[idv]
     K = len(sp.classes)
     sel_rows, lda_rows, slt_rows = [], [], []
-    for weights, epoch in tqdm(_weights(ctx, "phone_mlp"), desc="phone MLP function analysis",
-                               disable=not ctx.progress):
+    for weights, epoch in tqdm(
+        _weights(ctx, "phone_mlp"), desc="phone MLP function analysis", disable=not ctx.progress
+    ):
         ck = ctx.checkpoint("phone_mlp", epoch)
         ate, adv = _acts(ck, xte, None), _acts(ck, xdv, None)
         hidden = [k for k in ate.names if k != "out"]
@@ -536,12 +676,24 @@ def stage_nagamine(ctx: Context) -> None:
                 n_cl, n_drop = 0, int(S.shape[1])
             # how selective a node is: spread of its CSV over classes relative to its mean
             csv_sd = S.std(0) / np.maximum(np.abs(S.mean(0)), 1e-12)
-            sel_rows.append({"weights": weights, "layer": k, "layer_index": li,
-                             "n_clusters": n_cl, "n_dead": n_drop, "n_nodes": S.shape[1],
-                             "csv_cv_median": float(np.median(csv_sd)),
-                             "test_accuracy": acc})
-        lda = jb.lda_layers([xdv] + [adv.layers[k] for k in hidden], ydv,
-                            [xte] + [ate.layers[k] for k in hidden], yte)
+            sel_rows.append(
+                {
+                    "weights": weights,
+                    "layer": k,
+                    "layer_index": li,
+                    "n_clusters": n_cl,
+                    "n_dead": n_drop,
+                    "n_nodes": S.shape[1],
+                    "csv_cv_median": float(np.median(csv_sd)),
+                    "test_accuracy": acc,
+                }
+            )
+        lda = jb.lda_layers(
+            [xdv] + [adv.layers[k] for k in hidden],
+            ydv,
+            [xte] + [ate.layers[k] for k in hidden],
+            yte,
+        )
         t = lda.table()
         t["layer"] = ["features"] + hidden
         t.insert(0, "weights", weights)
@@ -551,20 +703,31 @@ def stage_nagamine(ctx: Context) -> None:
         g = {k: np.asarray(v)[:n] for k, v in groups.items()}
         g = {k: v for k, v in g.items() if v.sum() >= 2}
         params = ck.variables["params"]
-        mlp = [(params[f"dense{i + 1}"]["kernel"], params[f"dense{i + 1}"]["bias"])
-               for i in range(len(hidden))] + [(params["out"]["kernel"], params["out"]["bias"])]
-        spec = jb.slt_spectra(mlp, xte[:n], layers=list(range(len(hidden))), groups=g,
-                              batch_size=256)
+        mlp = [
+            (params[f"dense{i + 1}"]["kernel"], params[f"dense{i + 1}"]["bias"])
+            for i in range(len(hidden))
+        ] + [(params["out"]["kernel"], params["out"]["bias"])]
+        spec = jb.slt_spectra(
+            mlp, xte[:n], layers=list(range(len(hidden))), groups=g, batch_size=256
+        )
         n_sig = int(min(spec.n_sigma))
         aucs = spec.auc_at(n_sig)
         for li, k in enumerate(hidden):
             for gi, gname in enumerate(spec.group_names):
                 a = np.asarray(aucs[li][gi])
-                slt_rows.append({"weights": weights, "layer": k, "layer_index": li,
-                                 "group": gname, "n_samples": int(np.asarray(spec.counts)[gi]),
-                                 "n_sigma": n_sig, "auc_mean": float(np.nanmean(a)),
-                                 "auc_median": float(np.nanmedian(a)),
-                                 "n_live": int(np.isfinite(a).sum())})
+                slt_rows.append(
+                    {
+                        "weights": weights,
+                        "layer": k,
+                        "layer_index": li,
+                        "group": gname,
+                        "n_samples": int(np.asarray(spec.counts)[gi]),
+                        "n_sigma": n_sig,
+                        "auc_mean": float(np.nanmean(a)),
+                        "auc_median": float(np.nanmedian(a)),
+                        "n_live": int(np.isfinite(a).sum()),
+                    }
+                )
     ctx.run.save_table("nagamine_selectivity", pd.DataFrame(sel_rows))
     ctx.run.save_table("nagamine_lda", pd.concat(lda_rows, ignore_index=True))
     ctx.run.save_table("nagamine_slt", pd.DataFrame(slt_rows))
@@ -577,8 +740,18 @@ def stage_report(ctx: Context) -> None:
     rep.write(ctx.run.root)
 
 
-STAGES = ("corpus", "train", "stephenson", "timesteps", "epochs", "simcap", "similarity",
-          "probing", "nagamine", "report")
+STAGES = (
+    "corpus",
+    "train",
+    "stephenson",
+    "timesteps",
+    "epochs",
+    "simcap",
+    "similarity",
+    "probing",
+    "nagamine",
+    "report",
+)
 
 _STAGE_FN = {
     "corpus": stage_corpus,
@@ -593,8 +766,16 @@ _STAGE_FN = {
 }
 
 
-def reproduce(out, profile: str = "default", seed: int = 0, *, stages=None, progress: bool = True,
-              cache_dir=None, force_report: bool = True) -> RunDir:
+def reproduce(
+    out,
+    profile: str = "default",
+    seed: int = 0,
+    *,
+    stages=None,
+    progress: bool = True,
+    cache_dir=None,
+    force_report: bool = True,
+) -> RunDir:
     """Run (or resume) a reproduction in folder ``out``.
 
     Args:

@@ -11,11 +11,32 @@ from geomjax.experiments._run import RunDir
 
 EXPECTED = {
     "corpus": {"item", "value"},
-    "stephenson_layers": {"model", "weights", "label_type", "layer", "n", "capacity_ratio",
-                          "capacity_ratio_lo", "capacity_ratio_hi", "radius", "dimension_ratio",
-                          "center_correlation", "d_pr", "d_ev"},
-    "stephenson_layers_raw": {"model", "weights", "epoch", "label_type", "seed", "layer",
-                              "capacity", "capacity_ratio", "n_unconverged"},
+    "stephenson_layers": {
+        "model",
+        "weights",
+        "label_type",
+        "layer",
+        "n",
+        "capacity_ratio",
+        "capacity_ratio_lo",
+        "capacity_ratio_hi",
+        "radius",
+        "dimension_ratio",
+        "center_correlation",
+        "d_pr",
+        "d_ev",
+    },
+    "stephenson_layers_raw": {
+        "model",
+        "weights",
+        "epoch",
+        "label_type",
+        "seed",
+        "layer",
+        "capacity",
+        "capacity_ratio",
+        "n_unconverged",
+    },
     "ds2_timesteps": {"weights", "layer", "time_s", "capacity_ratio", "radius", "dimension_ratio"},
     "ds2_word_boundaries": {"boundary", "time_s"},
     "epochs": {"model", "epoch", "label_type", "layer", "capacity_ratio"},
@@ -37,8 +58,20 @@ MAY_BE_NAN = {"f1", "mcc", "alpha_sim", "alpha_sim_lo", "alpha_sim_hi"}
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     cache = tmp_path_factory.mktemp("cache")
-    code = main(["reproduce", "--profile", "tiny", "--out", str(out), "--seed", "0",
-                 "--no-progress", "--cache-dir", str(cache)])
+    code = main(
+        [
+            "reproduce",
+            "--profile",
+            "tiny",
+            "--out",
+            str(out),
+            "--seed",
+            "0",
+            "--no-progress",
+            "--cache-dir",
+            str(cache),
+        ]
+    )
     assert code == 0
     return out, cache
 
@@ -77,8 +110,13 @@ def test_report_and_tables(tiny_run):
     e = run.load_table("probing_eer")
     assert ((e["eer"] >= 0) & (e["eer"] <= 1)).all()
     figs = {f.stem for f in (out / "figures").glob("*.png")}
-    assert {"stephenson_word_cnn_word_word", "ds2_timesteps_trained", "similarity_ds2",
-            "probing_eer", "nagamine_slt"} <= figs
+    assert {
+        "stephenson_word_cnn_word_word",
+        "ds2_timesteps_trained",
+        "similarity_ds2",
+        "probing_eer",
+        "nagamine_slt",
+    } <= figs
 
 
 def test_verdicts_are_honest_about_untrained_models(tiny_run):
