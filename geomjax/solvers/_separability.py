@@ -183,7 +183,8 @@ def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge, n_up
         H = H0 + (ridge * jnp.where(scale > 0, scale, 1.0) + jnp.finfo(dt).tiny) * eye
         # LU rather than Cholesky: XLA's CPU Cholesky slows down sharply past 128 unknowns.
         d = -jnp.linalg.solve(H, g)
-        d = jnp.where(jnp.all(jnp.isfinite(d)), d, -g)
+        # Fall back to steepest descent if round-off spoilt the Newton direction.
+        d = jnp.where(jnp.all(jnp.isfinite(d)) & (jnp.dot(g, d) < 0), d, -g)
         q = jnp.matmul(Z, d, precision=_HI)
         t = _exact_line_search(m, q, mask)
         w_new = w + t * d

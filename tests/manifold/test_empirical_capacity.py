@@ -185,3 +185,16 @@ def test_float32_input_follows_dtype():
     assert int(r32.n_undecided) == 0
     # Thresholds may move by a feature where a margin sits at float32 round-off.
     assert np.mean(np.abs(np.asarray(r32.n_star) - np.asarray(r64.n_star)) <= 1) >= 0.9
+
+
+def test_ragged_manifolds():
+    # Manifolds of different sizes (same total point count, so the same compiled kernel).
+    X = small(0.5, 4)
+    pts = X.reshape(P * M, N)
+    sizes = [4, 12] + [M] * (P - 2)
+    parts = np.split(pts, np.cumsum(sizes)[:-1])
+    res = run(parts)
+    assert int(res.n_undecided) == 0 and np.isfinite(float(res.alpha_sim))
+    assert res.n_manifolds == P
+    # Moving points between the first two manifolds changes which points share a label.
+    assert not np.array_equal(res.n_star, run(X).n_star)
