@@ -2,10 +2,10 @@
 
 Run from the repository root::
 
-    python -m benchmarks.bench_scaling                  # weak scaling on 1, 2, 4 simulated CPU devices
+    python -m benchmarks.bench_scaling          # weak scaling on 1, 2, 4 simulated CPU devices
     python -m benchmarks.bench_scaling --smoke --no-record
-    python -m benchmarks.bench_scaling --gpu            # 700-analysis MFTMA sweep and a 12x90 CKA
-                                                         # matrix on the accelerator vs the CPU
+    python -m benchmarks.bench_scaling --gpu    # 700-analysis MFTMA sweep, 12x90 CKA matrix:
+                                                # accelerator vs CPU
 
 Weak scaling: each device count runs in its own process (JAX fixes the device count when it
 starts, ``--xla_force_host_platform_device_count``) with a fixed amount of work per device (an

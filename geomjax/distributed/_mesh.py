@@ -79,7 +79,8 @@ def _axis(mesh: Mesh, axis: str | None) -> str:
                         f"{type(mesh).__name__}.")
     if axis is None:
         if len(mesh.axis_names) != 1:
-            raise ValueError(f"the mesh has axes {mesh.axis_names}; name the batch axis with `axis`.")
+            raise ValueError(
+                f"the mesh has axes {mesh.axis_names}; name the batch axis with `axis`.")
         return mesh.axis_names[0]
     if axis not in mesh.axis_names:
         raise ValueError(f"`axis` {axis!r} is not a mesh axis {mesh.axis_names}.")
@@ -224,7 +225,6 @@ def sharded_vmap(
             c = max(c, 1)
         step = c * n_dev
         n_steps = math.ceil(B / step)
-        total = n_steps * step
         run = _compiled(fn, mesh, ax_name, axes, None if inner_batch is None else int(inner_batch))
         shard_b = NamedSharding(mesh, P(ax_name))
         shard_r = NamedSharding(mesh, P())
@@ -241,7 +241,6 @@ def sharded_vmap(
                     part = _pad_to(_slice(a, lo, hi), step)
                     call.append(jax.device_put(part, shard_b))
             outs.append(run(*call))
-        del total
         if len(outs) == 1:
             out = outs[0]
         else:

@@ -36,7 +36,7 @@ __all__ = ["mftma_sweep", "sweep_keys"]
 
 
 def sweep_keys(key, n: int):
-    """One key per analysis: ``jax.random.split(key, n)`` (or ``key`` itself if already ``(n,)``)."""
+    """One key per analysis: ``jax.random.split(key, n)``, or ``key`` itself if it is ``(n,)``."""
     k = jnp.asarray(key)
     typed = jax.dtypes.issubdtype(k.dtype, jax.dtypes.prng_key)
     if (typed and k.ndim == 1) or (not typed and k.ndim == 2):
@@ -163,11 +163,12 @@ def mftma_sweep(
         dt = jnp.dtype(dts)
         items = _solver_items(rtol, atol, max_steps, check_every, dt)
         kern = _anchor_kernel(int(n_t), forms, chunk_size, items)
-        cat = lambda name: jnp.concatenate([preps[i][name] for i in idx])  # noqa: E731
+        def cat(name, idx=idx):
+            return jnp.concatenate([preps[i][name] for i in idx])
+
         run = sharded_vmap(kern, mesh, in_axes=(0, 0, 0, 0, None), inner_batch=inner_batch,
                            chunk_size=sweep_chunk, memory_budget=memory_budget)
         out = run(cat("keys"), cat("sD1"), cat("mask"), cat("dims"), jnp.asarray(kappa, dt))
-        out = [np.asarray(o) if o.dtype != dt else o for o in out]
         start = 0
         for i in idx:
             p_i = preps[i]["sD1"].shape[0]
