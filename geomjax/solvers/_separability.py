@@ -259,16 +259,22 @@ def separability(
     K, n = points.shape
     labels = jnp.asarray(labels)
     if labels.shape != (K,):
-        raise ValueError(f"`labels` must have shape ({K},) to match `points`; got {tuple(labels.shape)}.")
+        raise ValueError(
+            f"`labels` must have shape ({K},) to match `points`; got {tuple(labels.shape)}."
+        )
     mask = jnp.ones((K,), bool) if mask is None else jnp.asarray(mask).astype(bool)
     if mask.shape != (K,):
-        raise ValueError(f"`mask` must have shape ({K},) to match `points`; got {tuple(mask.shape)}.")
+        raise ValueError(
+            f"`mask` must have shape ({K},) to match `points`; got {tuple(mask.shape)}."
+        )
     if w0 is None:
         w0 = jnp.zeros((n + 1,), dt)
     else:
         w0 = jnp.asarray(w0, dt)
         if w0.shape != (n + 1,):
-            raise ValueError(f"`w0` must have shape ({n + 1},) (n features + bias); got {tuple(w0.shape)}.")
+            raise ValueError(
+                f"`w0` must have shape ({n + 1},) (n features + bias); got {tuple(w0.shape)}."
+            )
     eps = float(jnp.finfo(dt).eps)
     rtol = float(eps**0.5) if rtol is None else float(rtol)
     ridge = 1e4 * eps if ridge is None else float(ridge)
@@ -282,5 +288,7 @@ def separability(
         converged=cert.decided,
         num_steps=steps,
         residual=res,
-        settings=SolverSettings(rtol=rtol, atol=0.0, max_steps=int(max_steps), method="newton-l2svm"),
+        settings=SolverSettings(
+            rtol=rtol, atol=0.0, max_steps=int(max_steps), method="newton-l2svm"
+        ),
     )

@@ -62,7 +62,8 @@ def test_state_is_threaded_and_frozen_after_closing():
 
 
 def test_bisection_steps():
-    assert [bisection_steps(w) for w in (0, 1, 2, 3, 4, 5, 112, 128, 129)] == [0, 0, 1, 2, 2, 3, 7, 7, 8]
+    widths = (0, 1, 2, 3, 4, 5, 112, 128, 129)
+    assert [bisection_steps(w) for w in widths] == [0, 0, 1, 2, 2, 3, 7, 7, 8]
     with pytest.raises(ValueError, match="width"):
         bisection_steps(-1)
     with pytest.raises(ValueError, match="num_steps"):

@@ -71,7 +71,7 @@ def random_problems(rng, n_problems):
 def test_agrees_with_lp_oracle_on_random_problems():
     rng = np.random.default_rng(0)
     probs = random_problems(rng, 200)
-    X, Y, M = map(np.stack, zip(*[pad(x, y) for x, y in probs]))
+    X, Y, M = map(np.stack, zip(*[pad(x, y) for x, y in probs], strict=True))
     sol = _batched(X, Y, M)
     sep = np.asarray(sol.value.separable)
     dec = np.asarray(sol.converged)
@@ -80,7 +80,7 @@ def test_agrees_with_lp_oracle_on_random_problems():
     assert 0.2 < ref.mean() < 0.8  # both verdicts exercised
     np.testing.assert_array_equal(sep, ref)
     for i in range(0, 200, 17):
-        sol_i = jax.tree_util.tree_map(lambda a: a[i], sol)
+        sol_i = jax.tree_util.tree_map(lambda a, i=i: a[i], sol)
         check_certificate(sol_i, *probs[i])
 
 
@@ -144,9 +144,9 @@ def test_hypothesis_borderline_and_degenerate(seed, kind, k, n):
 def test_vmap_matches_loop_and_masks_are_padding():
     rng = np.random.default_rng(1)
     probs = random_problems(rng, 6)
-    X, Y, M = map(np.stack, zip(*[pad(x, y) for x, y in probs]))
+    X, Y, M = map(np.stack, zip(*[pad(x, y) for x, y in probs], strict=True))
     batched = _batched(X, Y, M)
-    for i, (x, y) in enumerate(probs):
+    for i in range(len(probs)):
         single = separability(X[i], Y[i], M[i])
         assert bool(single.value.separable) == bool(batched.value.separable[i])
         np.testing.assert_allclose(single.value.w, batched.value.w[i], rtol=1e-9, atol=1e-12)
@@ -159,7 +159,7 @@ def test_vmap_matches_loop_and_masks_are_padding():
 def test_float32_follows_dtype_and_agrees():
     rng = np.random.default_rng(2)
     probs = random_problems(rng, 40)
-    X, Y, M = map(np.stack, zip(*[pad(x, y) for x, y in probs]))
+    X, Y, M = map(np.stack, zip(*[pad(x, y) for x, y in probs], strict=True))
     s64 = _batched(X, Y, M)
     s32 = _batched(X.astype(np.float32), Y.astype(np.float32), M)
     assert s32.value.w.dtype == jnp.float32 and s32.residual.dtype == jnp.float32
@@ -170,7 +170,7 @@ def test_float32_follows_dtype_and_agrees():
 def test_undecided_is_flagged_not_guessed():
     rng = np.random.default_rng(3)
     probs = random_problems(rng, 100)
-    X, Y, M = map(np.stack, zip(*[pad(x, y) for x, y in probs]))
+    X, Y, M = map(np.stack, zip(*[pad(x, y) for x, y in probs], strict=True))
     one = jax.jit(jax.vmap(lambda x, y, m: separability(x, y, m, max_steps=1)))(X, Y, M)
     und = ~np.asarray(one.converged)
     assert und.sum() > 0  # one Newton step cannot decide everything
