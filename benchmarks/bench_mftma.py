@@ -200,7 +200,7 @@ def ref_mftma(manifolds, kappa, n_t, rng, n_reps=10, solver="cvxopt", V11=None, 
         t_vecs = [rng.standard_normal((n_t, S.shape[1])) for S in sD1]
     anchors = anchors_cvxopt if solver == "cvxopt" else anchors_nnls
     res = np.array([geometry_coded(anchors(S, t, kappa), t, kappa)
-                    for S, t in zip(sD1, t_vecs)])
+                    for S, t in zip(sD1, t_vecs, strict=False)])
     return res, rho0, K, sD1, t_vecs
 
 
@@ -248,14 +248,15 @@ def run_main(args):
     t0 = time.perf_counter()
     ref, rho0, K_ref, sD1, t_vecs = ref_mftma(list(X), args.kappa, n_t, rng,
                                               n_reps=1 if args.smoke else 10)
-    ref_wall, ref_cpu = time.perf_counter() - t0, time.process_time() - c0
+    _ref_wall, ref_cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"reference (cvxopt): {ref_cpu:.2f} CPU-s, K={K_ref}, rho={rho0:.4f}, "
-          f"alpha={1 / np.mean(1 / ref[:, 0]):.4f} R={ref[:, 1].mean():.4f} D={ref[:, 2].mean():.4f}")
+          f"alpha={1 / np.mean(1 / ref[:, 0]):.4f} R={ref[:, 1].mean():.4f} "
+          f"D={ref[:, 2].mean():.4f}")
 
     # 2. Exact oracle on the same reduced inputs and samples.
     c0 = time.process_time()
     ora = np.array([geometry_coded(anchors_nnls(S, t, args.kappa), t, args.kappa)
-                    for S, t in zip(sD1, t_vecs)])
+                    for S, t in zip(sD1, t_vecs, strict=False)])
     nnls_cpu = time.process_time() - c0
 
     # 3. geomjax anchor step on the same inputs: vmapped over manifolds (equal shapes here).
@@ -304,7 +305,8 @@ def run_main(args):
         "work, so CPU seconds are the reliable measure.\n\n"
         f"Reference procedure: K={K_ref}, rho={rho0:.4f}, alpha={1 / np.mean(1 / ref[:, 0]):.4f}, "
         f"R={ref[:, 1].mean():.4f}, D={ref[:, 2].mean():.4f}. geomjax (own keys): "
-        f"alpha={float(res.capacity):.4f}, R={float(res.radius):.4f}, D={float(res.dimension):.4f}, "
+        f"alpha={float(res.capacity):.4f}, R={float(res.radius):.4f}, "
+        f"D={float(res.dimension):.4f}, "
         f"rho={float(res.center_correlation):.4f}, K={res.K}.\n\n"
         f"Accuracy on the same reduced inputs (max relative error over manifolds):\n\n{acc}\n\n"
         f"Speed (best of {args.repeat}; compile+first is the first call):\n\n{table}\n\n"

@@ -173,7 +173,8 @@ def _figure_single(res, path: Path, title: str) -> Path:
     df = res.to_frame()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     for ax, col, agg in zip(axes, ("capacity", "radius", "dimension"),
-                            (float(res.capacity), float(res.radius), float(res.dimension))):
+                            (float(res.capacity), float(res.radius), float(res.dimension)),
+                            strict=True):
         vals = df[col].to_numpy()
         ax.hist(vals[np.isfinite(vals)], bins=15, color="#4c72b0")
         ax.axvline(agg, color="k", ls="--", lw=1)

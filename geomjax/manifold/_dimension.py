@@ -30,7 +30,8 @@ def pooled_points(x, name: str = "x"):
         for i, a in enumerate(arrs):
             if a.ndim != 2 or a.shape[1] != arrs[0].shape[1]:
                 raise ValueError(
-                    f"`{name}[{i}]` must be (M, N) with N = {arrs[0].shape[-1]}; got {tuple(a.shape)}.")
+                    f"`{name}[{i}]` must be (M, N) with N = {arrs[0].shape[-1]}; got "
+                    f"{tuple(a.shape)}.")
         a = jnp.concatenate(arrs, axis=0)
     else:
         a = jnp.asarray(as_array(x, name))

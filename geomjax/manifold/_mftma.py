@@ -39,7 +39,7 @@ import numpy as np
 from jax import lax
 
 from geomjax._checks import as_array, check_finite, check_manifolds
-from geomjax._types import Solution, SolverSettings, pytree_dataclass, to_numpy
+from geomjax._types import Solution, SolverSettings, pytree_dataclass
 from geomjax.manifold._center import fit_center_subspace
 from geomjax.solvers import default_rtol, nnls_gram
 
@@ -146,7 +146,6 @@ def _solve_samples(S, G, L, point_mask, T, kappa, solver):
 def _geometry_from_anchors(s_t, t, kappa, coord_mask, dim, forms):
     """Capacity, radius and dimension from anchors ``s_t`` ``(n_t, D+1)`` and samples ``t``."""
     dt = s_t.dtype
-    n_t = s_t.shape[0]
     ts = jnp.sum(t * s_t, axis=1)
     s_sum = jnp.sum(s_t * s_t, axis=1)
     F = jnp.where(s_sum > 0, jnp.maximum(ts + kappa, 0) ** 2 / jnp.where(s_sum > 0, s_sum, 1), 0)
@@ -252,7 +251,8 @@ def anchor_geometry(
         raise ValueError(f"`points` must be (M, D+1) with rows as points; got {tuple(P_.shape)}.")
     if T_.ndim != 2 or T_.shape[1] != P_.shape[1]:
         raise ValueError(
-            f"`t` must be (n_t, D+1) = (n_t, {P_.shape[1]}) to match `points`; got {tuple(T_.shape)}."
+            f"`t` must be (n_t, D+1) = (n_t, {P_.shape[1]}) to match `points`; got "
+            f"{tuple(T_.shape)}."
         )
     if P_.shape[0] < 1 or T_.shape[0] < 1 or P_.shape[1] < 2:
         raise ValueError(
@@ -425,7 +425,7 @@ def _pad_t(t, dims, D1, dtype):
         raise ValueError(f"`t` must hold one sample array per manifold (P={P}); got {len(ts)}.")
     n_t = ts[0].shape[0] if ts and ts[0].ndim == 2 else 0
     out = np.zeros((P, n_t, D1), dtype)
-    for i, (x, d) in enumerate(zip(ts, dims)):
+    for i, (x, d) in enumerate(zip(ts, dims, strict=False)):
         if x.ndim != 2 or x.shape != (n_t, int(d) + 1) or n_t < 1:
             raise ValueError(
                 f"`t[{i}]` must be (n_t, D+1) = ({n_t}, {int(d) + 1}) with n_t >= 1; got "

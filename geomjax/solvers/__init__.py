@@ -4,10 +4,10 @@ Every solver returns :class:`geomjax._types.Solution` (value, converged, num_ste
 settings) and is ``jax.vmap``-able over problems.
 """
 
-from geomjax.solvers._nnls import default_rtol, kkt_residual, nnls, nnls_gram
-from geomjax.solvers._stiefel import random_stiefel, stiefel_minimize
-from geomjax.solvers._separability import SeparabilityCertificate, separability
 from geomjax.solvers._bisection import BisectionResult, bisection_steps, integer_bisection
+from geomjax.solvers._nnls import default_rtol, kkt_residual, nnls, nnls_gram
+from geomjax.solvers._separability import SeparabilityCertificate, separability
+from geomjax.solvers._stiefel import random_stiefel, stiefel_minimize
 
 __all__ = [
     "nnls",

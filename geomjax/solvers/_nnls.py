@@ -1,7 +1,8 @@
 """Batched non-negative least squares: FISTA on the dual with an active-set polish.
 
 The anchor-point QP of mean-field manifold analysis (Chung, Lee & Sompolinsky, PRX 2018, §IIIa)
-is, in its dual, a non-negative least-squares problem (see :func:`geomjax.manifold.anchor_geometry`)::
+is, in its dual, a non-negative least-squares problem
+(see :func:`geomjax.manifold.anchor_geometry`)::
 
     x* = argmin_{x >= 0} 1/2 ||A x - b||^2  =  argmin_{x >= 0} 1/2 x^T G x - c^T x,
     G = A^T A,  c = A^T b.
@@ -21,10 +22,11 @@ Algorithm (per problem):
 3. Every ``check_every`` steps an **active-set polish**: least squares on the support of the
    iterate (a small Cholesky solve on at most ``polish_size`` coordinates), followed by up to
    ``polish_rounds - 1`` Lawson-Hanson steps (drop coordinates that came out negative, or add the
-   coordinate with the most negative gradient). The polished point is accepted only if it is feasible and passes the KKT test; it is
-   then exact to round-off. Otherwise the FISTA iterate is kept and iteration continues.
-4. **Stop** on the natural (KKT) residual ``r(x) = ||min(x, G x - c)||_inf <= atol + rtol ||c||_inf``
-   inside a ``lax.while_loop``.
+   coordinate with the most negative gradient). The polished point is accepted only if it is
+   feasible and passes the KKT test; it is then exact to round-off. Otherwise the FISTA iterate
+   is kept and iteration continues.
+4. **Stop** on the natural (KKT) residual
+   ``r(x) = ||min(x, G x - c)||_inf <= atol + rtol ||c||_inf`` inside a ``lax.while_loop``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Optimisation on the Stiefel manifold ``St(n, k) = {V in R^{n x k} : V^T V = I_k}``.
 
 Riemannian gradient descent (Absil, Mahony & Sepulchre 2008, ch. 4) with Barzilai-Borwein step
-sizes and non-monotone Armijo backtracking (Zhang & Hager 2004), as in Wen & Yin (2013, ``OptStiefelGBB``), but with the polar
-retraction ``R_V(-tau xi) = polar(V - tau xi)`` computed by Newton-Schulz iterations instead of
-the Cayley transform: only matrix products, so it is cheap for the tiny problems it is used on
-(dispatch-bound on CPU) and batches well on accelerators. The Euclidean gradient ``G`` comes from
+sizes and non-monotone Armijo backtracking (Zhang & Hager 2004), as in Wen & Yin (2013,
+``OptStiefelGBB``), but with the polar retraction ``R_V(-tau xi) = polar(V - tau xi)`` computed
+by Newton-Schulz iterations instead of the Cayley transform: only matrix products, so it is
+cheap for the tiny problems it is used on (dispatch-bound on CPU) and batches well on
+accelerators. The Euclidean gradient ``G`` comes from
 ``jax.grad``; the Riemannian gradient for the embedded metric is ``xi = G - V sym(V^T G)`` and
 convergence is ``||xi||_F <= gtol`` (pymanopt's criterion). Columns of ``V`` that are exactly zero
 and on which the cost does not depend stay zero, which lets callers pad ``k`` to a fixed width.

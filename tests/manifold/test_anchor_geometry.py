@@ -15,7 +15,6 @@ from scipy import integrate, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.bench_mftma import anchors_nnls, geometry_coded  # noqa: E402
-
 from geomjax.manifold import anchor_geometry  # noqa: E402
 
 # (M, D+1) buckets: D = M (the usual M < N case) and M > D + 1 (the M >= N case).
@@ -62,7 +61,7 @@ def test_float32_follows_dtype_and_is_close():
 
 
 def test_vmap_over_manifolds_equals_loop():
-    Ss, ts = zip(*[_reduced(s, BUCKETS[1], 0.5, False) for s in range(3)])
+    Ss, ts = zip(*[_reduced(s, BUCKETS[1], 0.5, False) for s in range(3)], strict=False)
     Ss, ts = jnp.asarray(np.stack(Ss)), jnp.asarray(np.stack(ts))
     batched = jax.vmap(lambda S, t: anchor_geometry(S, t))(Ss, ts)
     for i in range(3):
@@ -164,7 +163,7 @@ def test_capacity_falls_with_radius_and_dimension():
         S = np.concatenate([r * Z, np.ones((M, 1))], axis=1)
         caps.append(float(anchor_geometry(S, t).capacity))
     # Centred points: the smaller cone lies in the larger one, so F grows sample by sample.
-    assert all(a > b for a, b in zip(caps, caps[1:]))
+    assert all(a > b for a, b in zip(caps, caps[1:], strict=False))
 
     # Dimension: a flat (rank-1) cloud vs a full-rank cloud of the same size.
     t2 = np.asarray(jax.random.normal(jax.random.key(5), (N_T, 11), jnp.float64))

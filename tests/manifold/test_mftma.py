@@ -12,7 +12,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.bench_mftma import ref_mftma  # noqa: E402
-
 from geomjax.data import synthetic_manifolds  # noqa: E402
 from geomjax.manifold import MFTMAResult, center_correlation, mftma, reduce_manifolds  # noqa: E402
 

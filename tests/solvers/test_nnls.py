@@ -60,7 +60,7 @@ def test_matches_scipy_nnls(seed, shape, kind):
     assert bool(np.all(sol.converged))
     X = np.asarray(sol.value)
     assert (X >= 0).all()
-    for b, x in zip(B, X):
+    for b, x in zip(B, X, strict=False):
         xs, rs = so.nnls(A, b, maxiter=100 * A.shape[1])
         # The fitted vector A x is unique even when x is not (rank-deficient A).
         scale = max(1.0, np.linalg.norm(b))
@@ -72,7 +72,7 @@ def test_polish_is_exact_to_roundoff():
     A, B = _problem(3, SHAPES[0], "anchor")
     sol = _batched(jnp.asarray(A), jnp.asarray(B))
     G, C = A.T @ A, B @ A
-    for x, c in zip(np.asarray(sol.value), C):
+    for x, c in zip(np.asarray(sol.value), C, strict=False):
         assert float(kkt_residual(jnp.asarray(G), jnp.asarray(c), jnp.asarray(x))) < 1e-12
 
 
@@ -81,7 +81,7 @@ def test_float32_dtype_and_accuracy():
     sol = _batched(jnp.asarray(A, jnp.float32), jnp.asarray(B, jnp.float32))
     assert sol.value.dtype == jnp.float32
     assert bool(np.all(sol.converged))
-    for b, x in zip(B, np.asarray(sol.value, np.float64)):
+    for b, x in zip(B, np.asarray(sol.value, np.float64), strict=False):
         xs, _ = so.nnls(A, b)
         assert np.linalg.norm(A @ x - A @ xs) <= 1e-4 * max(1.0, np.linalg.norm(b))
 
@@ -133,7 +133,7 @@ def test_fista_alone_converges_without_polish():
     A, B = _problem(9, SHAPES[0], "anchor")
     sol = _batched(jnp.asarray(A), jnp.asarray(B), fista_only=True)
     assert bool(np.all(sol.converged))
-    for b, x in zip(B, np.asarray(sol.value)):
+    for b, x in zip(B, np.asarray(sol.value), strict=False):
         xs, _ = so.nnls(A, b)
         assert np.linalg.norm(A @ x - A @ xs) <= 1e-6 * max(1.0, np.linalg.norm(b))
 
