@@ -26,13 +26,8 @@ __all__ = ["empirical_capacity_sharded"]
 
 @functools.lru_cache(maxsize=16)
 def _dichotomy_kernel(static_items):
-    static = dict(static_items)
-
-    def one(k, X, manifold_index):
-        out = _critical_sizes(k[None], X, manifold_index, chunk_size=1, **static)
-        return jax.tree_util.tree_map(lambda a: a[0], out)
-
-    return one
+    """The batched per-dichotomy kernel, called by each device on its slice of keys."""
+    return functools.partial(_critical_sizes, **dict(static_items))
 
 
 def empirical_capacity_sharded(
@@ -85,7 +80,11 @@ def empirical_capacity_sharded(
         raise ValueError(f"`block` must be a positive int; got {block!r}.")
     mesh = make_mesh() if mesh is None else mesh
     if inner_batch is None:
-        inner_batch = 1 if jax.default_backend() == "cpu" else None
+        # One at a time on CPU (each bisection's solver loops stop on their own); a vmap over the
+        # device's whole slice on accelerators.
+        inner_batch = 1 if jax.default_backend() == "cpu" else 2**31 - 1
+    if not isinstance(inner_batch, (int, np.integer)) or inner_batch < 1:
+        raise ValueError(f"`inner_batch` must be a positive int or None; got {inner_batch!r}.")
     dt = jnp.dtype(dtype) if dtype is not None else result_dtype(*mans)
     counts = np.array([m.shape[0] for m in mans])
     X = jnp.concatenate([jnp.asarray(m, dt) for m in mans], axis=0)
@@ -106,10 +105,9 @@ def empirical_capacity_sharded(
         n_cols = int(math.ceil(hi / block)) * block
         static = (("n_manifolds", P), ("n_max", hi), ("n_cols", n_cols), ("block", int(block)),
                   ("max_steps", int(max_steps)), ("rtol", rtol_), ("ridge", ridge),
-                  ("warm_start", bool(warm_start)))
+                  ("warm_start", bool(warm_start)), ("chunk_size", int(inner_batch)))
         run = sharded_vmap(_dichotomy_kernel(static), mesh, in_axes=(0, None, None),
-                           inner_batch=inner_batch, chunk_size=chunk_size,
-                           memory_budget=memory_budget)
+                           batched_fn=True, chunk_size=chunk_size, memory_budget=memory_budget)
         out = jax.tree_util.tree_map(np.asarray, run(keys, X, manifold_index))
         n_star = out["n_star"]
         if not auto or int(np.sum(n_star <= hi)) >= u_rank or hi >= N:

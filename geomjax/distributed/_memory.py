@@ -66,10 +66,33 @@ def _nbytes(tree) -> int:
                    and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)))
 
 
+_ITEM_BYTES: dict = {}
+
+
+def _signature(tree):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((tuple(np.shape(x)), str(getattr(x, "dtype", type(x))))
+                          for x in leaves)
+
+
 def item_bytes(fn, one_item_args, in_axes) -> int:
     """Device bytes one item of ``vmap(fn)`` needs: XLA's memory analysis of the compiled
     single-item program (arguments, outputs and temporaries), else the argument and output
-    sizes from ``jax.eval_shape``."""
+    sizes from ``jax.eval_shape``. Cached per ``(fn, argument shapes and dtypes)``."""
+    try:
+        ck = (fn, tuple(in_axes), _signature(one_item_args))
+        hash(ck)
+    except TypeError:
+        ck = None
+    if ck is not None and ck in _ITEM_BYTES:
+        return _ITEM_BYTES[ck]
+    need = _item_bytes(fn, one_item_args, in_axes)
+    if ck is not None:
+        _ITEM_BYTES[ck] = need
+    return need
+
+
+def _item_bytes(fn, one_item_args, in_axes) -> int:
 
     def single(*a):
         sq = [jax.tree_util.tree_map(lambda x: x[0], x) if ax == 0 else x

@@ -138,8 +138,10 @@ def _slice(tree, start, stop):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(fn, mesh, axis, axes, inner_batch):
+def _compiled(fn, mesh, axis, axes, inner_batch, batched_fn=False):
     def local(*args):
+        if batched_fn:
+            return fn(*args)
         if inner_batch is None:
             return jax.vmap(fn, in_axes=axes)(*args)
         batched = [a for a, ax in zip(args, axes, strict=True) if ax == 0]
@@ -166,6 +168,7 @@ def sharded_vmap(
     inner_batch: int | None = None,
     chunk_size: int | None = None,
     memory_budget: int | None = None,
+    batched_fn: bool = False,
 ) -> Callable:
     """``jax.vmap(fn)`` with the batch axis sharded across a mesh, padded, and streamed.
 
@@ -190,6 +193,10 @@ def sharded_vmap(
             (:func:`geomjax.distributed.plan_chunk`), at most the whole batch.
         memory_budget: bytes per device for the plan (default: free device memory where the
             backend reports it, else ``GEOMJAX_DEVICE_MEMORY`` or 4 GiB).
+        batched_fn: ``fn`` already maps over a leading batch axis (a batched kernel such as a
+            ``lax.map``-based one); each device then calls it on its whole local slice, which
+            runs exactly the program the unsharded call runs on a batch (``inner_batch`` is
+            ignored).
 
     Returns:
         A function of the same positional arguments whose outputs carry a leading axis ``B``.
@@ -210,6 +217,15 @@ def sharded_vmap(
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
 
+    if batched_fn:
+        def plan_fn(*items):
+            axes_ = _normalise_in_axes(in_axes, len(items))
+            full = [jax.tree_util.tree_map(lambda x: x[None], a) if ax == 0 else a
+                    for a, ax in zip(items, axes_, strict=True)]
+            return jax.tree_util.tree_map(lambda x: x[0], fn(*full))
+    else:
+        plan_fn = fn
+
     def wrapped(*args):
         axes = _normalise_in_axes(in_axes, len(args))
         args = tuple(jax.tree_util.tree_map(jnp.asarray, a) for a in args)
@@ -219,13 +235,13 @@ def sharded_vmap(
             c = min(int(chunk_size), per_dev)
         else:
             one = tuple(_slice(a, 0, 1) if ax == 0 else a for a, ax in zip(args, axes, strict=True))
-            c = plan_chunk(fn, one, axes, n_items=per_dev, memory_budget=memory_budget,
+            c = plan_chunk(plan_fn, one, axes, n_items=per_dev, memory_budget=memory_budget,
                            device=mesh.devices.flat[0])
-        if inner_batch is not None and inner_batch > 1:
-            c = max(c, 1)
+        # Every step has the same shape (the last one padded): one compilation per sweep.
         step = c * n_dev
         n_steps = math.ceil(B / step)
-        run = _compiled(fn, mesh, ax_name, axes, None if inner_batch is None else int(inner_batch))
+        run = _compiled(fn, mesh, ax_name, axes, None if inner_batch is None else int(inner_batch),
+                        bool(batched_fn))
         shard_b = NamedSharding(mesh, P(ax_name))
         shard_r = NamedSharding(mesh, P())
         shared = [jax.device_put(a, shard_r) if ax is None else None

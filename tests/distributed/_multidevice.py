@@ -112,7 +112,10 @@ def check_empirical():
     ref = empirical_capacity(jax.random.key(5), mans, 7, n_max=12, block=4, max_steps=60)
     got = gd.empirical_capacity_sharded(jax.random.key(5), mans, 7, n_max=12, block=4,
                                         max_steps=60, mesh=gd.make_mesh(N_DEV))
-    return {"alpha_sim": compare(fields(ref), fields(got))}
+    dec = ("n_star", "n_tested", "n_checks", "n_undecided", "alpha_sim", "alpha_ci", "fraction",
+           "n_critical", "n_max")
+    return {"decisions": compare([getattr(ref, f) for f in dec], [getattr(got, f) for f in dec]),
+            "all_fields": compare(fields(ref), fields(got))}
 
 
 def check_cka():
