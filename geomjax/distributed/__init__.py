@@ -6,7 +6,8 @@
   memory; results equal the unsharded ``vmap`` whatever the device count;
 * memory -- :func:`plan_chunk`, :func:`device_memory_budget`, :func:`item_bytes`,
   :class:`DoesNotFitError`;
-* analyses -- :func:`mftma_sweep` (many MFTMA analyses; anchor problems sharded),
+* analyses -- :func:`mftma_sweep` (many MFTMA analyses; anchor problems sharded;
+  :func:`sweep_frame` tabulates them),
   :func:`empirical_capacity_sharded` (dichotomies), :func:`cka_matrix_sharded` (pair list),
   :func:`fit_probes_sharded` (probe grids), :func:`slt_spectra_sharded` (frames, Grams summed
   with ``psum``);
@@ -27,7 +28,7 @@ from geomjax.distributed._memory import (
     plan_chunk,
 )
 from geomjax.distributed._mesh import make_mesh, mesh_size, shard_batch, sharded_vmap
-from geomjax.distributed._mftma import mftma_sweep, sweep_keys
+from geomjax.distributed._mftma import mftma_sweep, sweep_frame, sweep_keys
 from geomjax.distributed._probing import fit_probes_sharded
 from geomjax.distributed._similarity import cka_matrix_sharded
 
@@ -42,6 +43,7 @@ __all__ = [
     "DoesNotFitError",
     "mftma_sweep",
     "sweep_keys",
+    "sweep_frame",
     "empirical_capacity_sharded",
     "cka_matrix_sharded",
     "fit_probes_sharded",

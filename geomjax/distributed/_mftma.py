@@ -32,7 +32,7 @@ from geomjax.manifold._mftma import (
     _solver_items,
 )
 
-__all__ = ["mftma_sweep", "sweep_keys"]
+__all__ = ["mftma_sweep", "sweep_keys", "sweep_frame"]
 
 
 def sweep_keys(key, n: int):
@@ -202,3 +202,35 @@ def mftma_sweep(
             center_converged=p["center_ok"],
         ))
     return results
+
+
+def sweep_frame(results: Sequence[MFTMAResult], labels=None, *, start: int = 0,
+                level: str = "summary"):
+    """One tidy table for a sweep: the results' ``to_frame(level)`` rows with an ``analysis``
+    index column (offset by ``start``, e.g. a process's :func:`process_slice` start) and optional
+    label columns.
+
+    Args:
+        results: the list :func:`mftma_sweep` returns.
+        labels: optional list (one per result) of dicts of label columns, e.g.
+            ``{"layer": 3, "time_step": 10, "manifold_type": "word", "seed": 0}``.
+        start: index of the first result in the whole sweep.
+        level: ``"summary"`` (one row per analysis) or ``"manifold"`` (one row per manifold).
+
+    Returns:
+        pandas DataFrame.
+    """
+    import pandas as pd
+
+    if labels is not None and len(labels) != len(results):
+        raise ValueError(f"`labels` has {len(labels)} entries for {len(results)} results.")
+    frames = []
+    for i, r in enumerate(results):
+        df = r.to_frame(level)
+        df.insert(0, "analysis", start + i)
+        for k, v in (labels[i] if labels is not None else {}).items():
+            df[k] = v
+        frames.append(df)
+    if not frames:
+        raise ValueError("`results` is empty.")
+    return pd.concat(frames, ignore_index=True)

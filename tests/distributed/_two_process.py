@@ -32,11 +32,8 @@ KEY = 11
 
 
 def rows(results, start):
-    import pandas as pd
-
-    return pd.DataFrame([dict(analysis=start + i, capacity=float(r.capacity),
-                              radius=float(r.radius), dimension=float(r.dimension))
-                         for i, r in enumerate(results)])
+    cols = ["analysis", "capacity", "radius", "dimension", "center_correlation", "K"]
+    return gd.sweep_frame(results, start=start)[cols]
 
 
 if __name__ == "__main__":

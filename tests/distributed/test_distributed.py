@@ -227,3 +227,23 @@ def test_two_process_sweep_merges_to_single_process(tmp_path):
     keys = jax.random.split(jax.random.key(tp.KEY), len(sets))
     ref = tp.rows([mftma(keys[i], s, **tp.SETTINGS) for i, s in enumerate(sets)], 0)
     pd.testing.assert_frame_equal(merged, ref, check_exact=False, rtol=1e-12)
+
+
+def test_mftma_sweep_one_device_table_and_errors():
+    from geomjax.manifold import mftma
+
+    rng = np.random.default_rng(0)
+    sets = [rng.normal(size=(3, 4, 5)) for _ in range(2)]
+    keys = jax.random.split(jax.random.key(0), 2)
+    res = gd.mftma_sweep(keys, sets, n_t=6, K=0, mesh=gd.make_mesh(1))
+    ref = mftma(keys[1], sets[1], n_t=6, K=0)
+    np.testing.assert_array_equal(res[1].capacity_per_manifold, ref.capacity_per_manifold)
+    df = gd.sweep_frame(res, [{"layer": 0}, {"layer": 1}], start=10)
+    assert list(df["analysis"]) == [10, 11] and list(df["layer"]) == [0, 1]
+    assert len(gd.sweep_frame(res, level="manifold")) == 6
+    with pytest.raises(ValueError, match="analyses\\[1\\]"):
+        gd.mftma_sweep(keys, [sets[0], np.full((3, 4, 5), np.nan)], n_t=6, K=0)
+    with pytest.raises(ValueError, match="2 keys for 3 analyses"):
+        gd.mftma_sweep(keys, sets + sets[:1], n_t=6, K=0)
+    with pytest.raises(ValueError, match="labels"):
+        gd.sweep_frame(res, [{}])
