@@ -312,12 +312,98 @@ def _relu_slt_hbf(layers, x, with_offsets: bool, sample_mask=None):
     return As, cs
 
 
-@partial(jax.jit, static_argnames=("layers", "offsets"))
-def _relu_slt_kernel(params, x, layers, offsets):
-    As, cs = _relu_slt_hbf(params, x, offsets)
-    A_out = tuple(jnp.transpose(As[i], (1, 0, 2)) for i in layers)
+def _relu_slt_compact(layers, x, caps, with_offsets: bool):
+    """Masked-weight products restricted to the active units, per sample ((B, H, F) layout).
+
+    ``A^{l-1}`` is zero on the rows of inactive units of layer ``l-1`` and ``M^l`` zeroes the rows
+    of inactive units of layer ``l``, so ``A^l = M^l W^l A^{l-1}`` only needs the block of ``W^l``
+    between the active units of both layers. Each sample's units are ordered active-first (a stable
+    sort of its ReLU mask) and the first ``caps[l]`` kept: ``P^l = W^l[act_l, act_{l-1}] P^{l-1}``
+    is one batched ``(C_l x C_{l-1})(C_{l-1} x F)`` product, about ``(C/H)^2`` of the dense flops.
+    Kept slots beyond a sample's active count are zeroed through the mask, so the result is exact
+    for any ``caps[l] >= max_i #active_l(x_i)``; ``caps[l] = H_l`` is always valid. The full
+    ``(B, H_l, F)`` SLT is a row gather of ``P^l`` (inactive units read an appended zero row).
+    Needs at least one hidden layer.
+    """
+    B, F = x.shape
+    dt = x.dtype
+    As, cs = [], []
+    h = x
+    P = idx_prev = c = None
+    n = len(layers)
+    for i, (k, b) in enumerate(layers):
+        k = k.astype(dt)
+        b = b.astype(dt)
+        z = jnp.matmul(h, k, precision=_HI) + b  # (B, H)
+        kT = k.T  # W^l, (H_l, H_{l-1})
+        if i == n - 1:  # linear output layer: W^out restricted to the active units of layer L
+            Wo = jnp.transpose(jnp.take(kT, idx_prev, axis=1), (1, 0, 2))  # (B, K, C_L)
+            As.append(jnp.einsum("bkc,bcf->bkf", Wo, P, precision=_HI))
+            if with_offsets:
+                cs.append(jnp.matmul(c, k, precision=_HI) + b)
+            break
+        m = z > 0  # eq. 3: h > 0 <=> z > 0 for ReLU
+        C = caps[i]
+        idx = jnp.argsort(~m, axis=1, stable=True)[:, :C]  # active units first, (B, C)
+        keep = jnp.take_along_axis(m, idx, axis=1).astype(dt)  # 0 on slots past the active count
+        rows = kT[idx] * keep[:, :, None]  # M^l W^l on the kept rows, (B, C, H_{l-1})
+        if P is None:  # A^1 = M^1 W^1: no product
+            P = rows
+        else:
+            Wc = jnp.take_along_axis(rows, idx_prev[:, None, :], axis=2)  # (B, C_l, C_{l-1})
+            P = jnp.einsum("bij,bjf->bif", Wc, P, precision=_HI)
+        pos = jnp.where(m, jnp.cumsum(m, axis=1) - 1, C)  # slot of each unit; inactive -> zero row
+        P_ext = jnp.concatenate([P, jnp.zeros((B, 1, P.shape[2]), dt)], axis=1)
+        As.append(jnp.take_along_axis(P_ext, pos[:, :, None], axis=1))
+        mf = m.astype(dt)
+        if with_offsets:
+            c = mf * (b if c is None else jnp.matmul(c, k, precision=_HI) + b)
+            cs.append(c)
+        h = z * mf
+        idx_prev = idx
+    return As, cs
+
+
+@partial(jax.jit, static_argnames=("layers", "offsets", "caps"))
+def _relu_slt_kernel(params, x, layers, offsets, caps=None):
+    if caps is None:
+        As, cs = _relu_slt_hbf(params, x, offsets)
+        A_out = tuple(jnp.transpose(As[i], (1, 0, 2)) for i in layers)
+    else:
+        As, cs = _relu_slt_compact(params, x, caps, offsets)
+        A_out = tuple(As[i] for i in layers)
     c_out = tuple(cs[i] for i in layers) if offsets else None
     return A_out, c_out
+
+
+@jax.jit
+def _active_counts(layers, x):
+    """Largest number of active ReLU units over the samples, per hidden layer."""
+    h = x
+    out = []
+    for k, b in layers[:-1]:
+        z = jnp.matmul(h, k.astype(x.dtype), precision=_HI) + b.astype(x.dtype)
+        out.append(jnp.max(jnp.sum(z > 0, axis=1)))
+        h = jnp.maximum(z, 0)
+    return jnp.stack(out)
+
+
+def _active_caps(layers, x, quantum: int = 16):
+    """Static capacities for :func:`_relu_slt_compact`: the batch's largest active count per hidden
+    layer rounded up to a multiple of ``quantum`` (few distinct compilations), at most ``H_l``.
+
+    A traced ``x`` (inside ``jit``/``vmap``) has no concrete counts: every unit is kept then.
+    """
+    widths = [k.shape[1] for k, _ in layers[:-1]]
+    if isinstance(x, jax.core.Tracer) or any(
+        isinstance(a, jax.core.Tracer) for kb in layers for a in kb
+    ):
+        return tuple(widths)
+    counts = np.asarray(_active_counts(layers, x))
+    return tuple(
+        min(w, max(quantum, -(-int(c) // quantum) * quantum))
+        for w, c in zip(widths, counts, strict=True)
+    )
 
 
 def _check_mlp_input(layers, x, name="x"):
@@ -362,7 +448,12 @@ def relu_mlp_slt(params, x, *, layers=None, offsets: bool = False):
 
     ``A^1 = M^1 W^1``, ``A^l = M^l W^l A^{l-1}``, ``A^out = W^out A^L`` (eq. 2), and with biases
     ``c^l = M^l (W^l c^{l-1} + b^l)``, so ``h^l(x) = A^l(x) x + c^l(x)`` exactly; with zero biases
-    ``y = A^out(x) x`` (eq. 4). Each layer costs one ``(H_l x H_{l-1})(H_{l-1} x B F)`` matmul.
+    ``y = A^out(x) x`` (eq. 4). Only the active units enter each product: per sample, layer ``l``
+    costs one ``(C_l x C_{l-1})(C_{l-1} x F)`` matmul, where ``C_l`` is the largest number of
+    active units of layer ``l`` over the batch (rounded up to a multiple of 16, so the compiled
+    program is reused across batches); with half the units off that is about a quarter of the
+    dense product's flops. The counts come from one extra forward pass on the host side; inside
+    ``jit``/``vmap`` (traced ``x``) they are unknown and every unit is kept (``C_l = H_l``).
 
     Args:
         params: ReLU-MLP parameters (see :func:`mlp_layers`).
@@ -378,7 +469,8 @@ def relu_mlp_slt(params, x, *, layers=None, offsets: bool = False):
     lay = mlp_layers(params)
     x = _check_mlp_input(lay, x)
     idx = _layer_indices(lay, layers, len(lay))
-    A, c = _relu_slt_kernel(lay, x, idx, bool(offsets))
+    caps = _active_caps(lay, x) if len(lay) > 1 else None
+    A, c = _relu_slt_kernel(lay, x, idx, bool(offsets), caps)
     return (list(A), list(c)) if offsets else list(A)
 
 

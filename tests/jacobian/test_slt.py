@@ -157,6 +157,54 @@ def test_eager_equals_jit(net, data, refs):
     np.testing.assert_allclose(A, refs["h2"][:2], rtol=1e-12, atol=1e-13)
 
 
+def _wide_net_refs():
+    """A net wide enough that the active-unit capacities are below the layer widths."""
+    sizes = (7, 48, 40, 44, 5)
+    params = gj.init_relu_mlp(jax.random.key(3), sizes, dtype=jnp.float64)
+    # a strongly negative bias leaves few units active in the second hidden layer
+    params[1] = (params[1][0], params[1][1] - 1.5)
+    x = np.random.default_rng(4).standard_normal((24, sizes[0]))
+    jac = jax.jit(jax.jacfwd(lambda xi: all_layers(params, xi)))
+    per = [jac(jnp.asarray(xi)) for xi in x]
+    names = [f"h{i + 1}" for i in range(len(sizes) - 2)] + ["logits"]
+    return params, x, [np.stack([np.asarray(p[k]) for p in per]) for k in names]
+
+
+def test_active_unit_products_equal_autodiff_and_dense_product():
+    from geomjax.jacobian._slt import _active_caps, _relu_slt_compact, _relu_slt_hbf, mlp_layers
+
+    params, x, refs = _wide_net_refs()
+    lay = mlp_layers(params)
+    caps = _active_caps(lay, x)
+    widths = [k.shape[1] for k, _ in lay[:-1]]
+    assert all(c % 16 == 0 or c == w for c, w in zip(caps, widths, strict=True))
+    assert any(c < w for c, w in zip(caps, widths, strict=True)), "compaction not exercised"
+    A, c = gj.relu_mlp_slt(params, x, offsets=True)
+    for a, r in zip(A, refs, strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-13)
+    # exact counts (no rounding), a zero-capacity dead layer and full widths all agree
+    _, acts = gj.relu_mlp_apply(params, x)
+    exact = tuple(int(np.max(np.sum(np.asarray(h) > 0, axis=1))) for h in acts)
+    dead = [(k, b - 100.0) if i == 1 else (k, b) for i, (k, b) in enumerate(lay)]
+    dead_caps = tuple(0 if i == 1 else w for i, w in enumerate(widths))
+    for p, cp in [(lay, exact), (lay, tuple(widths)), (dead, dead_caps)]:
+        A_c, c_c = jax.jit(_relu_slt_compact, static_argnums=(2, 3))(p, jnp.asarray(x), cp, True)
+        A_d, c_d = _relu_slt_hbf(p, jnp.asarray(x), True)
+        for a_c, a_d in zip(A_c, A_d, strict=True):
+            np.testing.assert_allclose(a_c, np.transpose(a_d, (1, 0, 2)), rtol=1e-12, atol=1e-13)
+        for u, v in zip(c_c, c_d, strict=True):
+            np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
+    # traced inputs keep every unit; the answer is the same
+    A_jit = jax.jit(lambda p, xb: gj.relu_mlp_slt(p, xb))(params, jnp.asarray(x))
+    for a, r in zip(A_jit, refs, strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-13)
+    A_vmap = jax.vmap(lambda xb: gj.relu_mlp_slt(params, xb, layers=-1)[0])(x[:, None, :])
+    np.testing.assert_allclose(A_vmap[:, 0], refs[-1], rtol=1e-12, atol=1e-13)
+    logits, acts = gj.relu_mlp_apply(params, x)
+    for a, ci, h in zip(A, c, acts + [logits], strict=True):
+        np.testing.assert_allclose(np.einsum("bhf,bf->bh", a, x) + ci, h, rtol=1e-12, atol=1e-12)
+
+
 class FlaxMLP(nn.Module):
     widths: tuple = (9, 8)
     n_out: int = 4
