@@ -13,6 +13,7 @@ He-initialised, seeded) on standard-normal input frames.
 
     python -m benchmarks.bench_jacobian              # CPU defaults: 10,000 frames
     python -m benchmarks.bench_jacobian --smoke --no-record
+    python -m benchmarks.bench_jacobian --part jacobians    # only part 2, not recorded
     python -m benchmarks.bench_jacobian --n-frames 1000000 --batch-size 4096   # GPU mode
 """
 
@@ -39,6 +40,12 @@ def _parser():
     p.add_argument("--n-inputs", type=int, default=F, help="input features F")
     p.add_argument("--width", type=int, default=WIDTH)
     p.add_argument("--depth", type=int, default=DEPTH)
+    p.add_argument(
+        "--part",
+        choices=("all", "spectra", "jacobians"),
+        default="all",
+        help="run only one part (printed, never recorded: results are recorded for 'all' only)",
+    )
     return p
 
 
@@ -74,6 +81,34 @@ def main(argv=None):
         f"device {jax.devices()[0].device_kind}"
     )
 
+    spec_rows, rows = None, None
+    if args.part in ("all", "spectra"):
+        spec_rows, spec_md = _spectra_part(args, jax, jnp, gj, params, x, rng, sizes)
+    if args.part in ("all", "jacobians"):
+        rows, table = _jacobian_part(args, jax, jnp, gj, params, x, depth)
+    if args.part != "all":
+        return rows, spec_rows
+    md = (
+        spec_md + "\n\n**All-layer per-sample Jacobians** (best of "
+        f"{args.repeat}; slowdown = wall time per frame / geomjax's; cpu_slowdown the same in "
+        "process CPU time):\n\n"
+        + table
+        + "\n\nGFLOP/s is the SLT recursion plus Gram flops over wall time; the GEMM rate is the "
+        "machine's own rate on the recursion's (width x width)(width x batch*F) product, measured "
+        "in the same process. The machine is shared with other jobs, so absolute times vary "
+        "between runs (process CPU seconds are less sensitive to that).\n"
+    )
+    record(
+        f"jacobian: SLT spectra and per-sample Jacobians ({n_nodes} nodes)",
+        md,
+        smoke=args.smoke or args.no_record,
+    )
+    return rows, spec_rows
+
+
+def _spectra_part(args, jax, jnp, gj, params, x, rng, sizes):
+    width, depth, F = args.width, args.depth, args.n_inputs
+    n_nodes = width * depth + K
     # ---------------------------------------------------------------- 1. spectra timing -------
     warm = gj.slt_spectra(params, x[: args.batch_size], batch_size=args.batch_size)  # compile
     del warm
@@ -131,6 +166,33 @@ def main(argv=None):
     )
     print("mean node AUC per layer:", {k: round(v, 2) for k, v in mean_auc.items()})
 
+    spec_rows = [
+        {
+            "nodes": n_nodes,
+            "frames": args.n_frames,
+            "batch": args.batch_size,
+            "dtype": "float32",
+            "wall_s": t_spec,
+            "process_cpu_s": c_spec,
+            "GFLOP/s": total_flops / t_spec / 1e9,
+            "GEMM GFLOP/s": gemm,
+            "peak_RSS_MB": rss,
+            "AUC check max rel diff": worst,
+        }
+    ]
+    md = (
+        f"ReLU MLP {'x'.join(map(str, sizes))} (float32, random He init, "
+        "standard-normal frames).\n\n"
+        "**SLT spectra + AUC of every node, streamed F x F Grams** (`slt_spectra`; timed after a "
+        f"one-batch compile; {total_flops / 1e12:.2f} TFLOP; AUCs of {3 * (depth + 1)} nodes "
+        "checked "
+        f"against the SVD of their stacked {n_check} x {F} SLT matrices):\n\n"
+        + md_table(spec_rows, ".4g")
+    )
+    return spec_rows, md
+
+
+def _jacobian_part(args, jax, jnp, gj, params, x, depth):
     # ---------------------------------------------------------------- 2. Jacobians ------------
     xb = jnp.asarray(x[: args.jac_frames])
 
@@ -170,7 +232,7 @@ def main(argv=None):
     cpu_m = t_m.cpu_s / args.jac_frames
     rows.append(
         {
-            "method": "geomjax relu_mlp_slt (masked product)",
+            "method": "geomjax relu_mlp_slt (active-unit masked product)",
             "frames": args.jac_frames,
             "ms/frame": 1e3 * per_m,
             "cpu_ms/frame": 1e3 * cpu_m,
@@ -248,44 +310,7 @@ def main(argv=None):
         r["compile_s"] = "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
     table = md_table(rows, ".3g")
     print(table)
-
-    spec_rows = [
-        {
-            "nodes": n_nodes,
-            "frames": args.n_frames,
-            "batch": args.batch_size,
-            "dtype": "float32",
-            "wall_s": t_spec,
-            "process_cpu_s": c_spec,
-            "GFLOP/s": total_flops / t_spec / 1e9,
-            "GEMM GFLOP/s": gemm,
-            "peak_RSS_MB": rss,
-            "AUC check max rel diff": worst,
-        }
-    ]
-    md = (
-        f"ReLU MLP {'x'.join(map(str, sizes))} (float32, random He init, "
-        "standard-normal frames).\n\n"
-        "**SLT spectra + AUC of every node, streamed F x F Grams** (`slt_spectra`; timed after a "
-        f"one-batch compile; {total_flops / 1e12:.2f} TFLOP; AUCs of {3 * (depth + 1)} nodes "
-        "checked "
-        f"against the SVD of their stacked {n_check} x {F} SLT matrices):\n\n"
-        + md_table(spec_rows, ".4g")
-        + "\n\n**All-layer per-sample Jacobians** (best of "
-        f"{args.repeat}; slowdown = wall time per frame / geomjax's; cpu_slowdown the same in "
-        "process CPU time):\n\n"
-        + table
-        + "\n\nGFLOP/s is the SLT recursion plus Gram flops over wall time; the GEMM rate is the "
-        "machine's own rate on the recursion's (width x width)(width x batch*F) product, measured "
-        "in the same process. The machine is shared with other jobs, so absolute times vary "
-        "between runs (process CPU seconds are less sensitive to that).\n"
-    )
-    record(
-        f"jacobian: SLT spectra and per-sample Jacobians ({n_nodes} nodes)",
-        md,
-        smoke=args.smoke or args.no_record,
-    )
-    return rows, spec_rows
+    return rows, table
 
 
 if __name__ == "__main__":
