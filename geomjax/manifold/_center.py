@@ -99,50 +99,39 @@ def max_rank_budget(centers) -> int:
     return int(min(idx + 11, P - 1))
 
 
-def _corr_cost(V, X):
-    C = jnp.matmul(X, X.T, precision=_HI)
+def _corr_cost(V, X, C):
     c = jnp.matmul(X, V, precision=_HI)
     c0 = jnp.diagonal(C) - jnp.sum(c * c, axis=1)
     F = (C - jnp.matmul(c, c.T, precision=_HI)) ** 2 / (c0[:, None] * c0[None, :])
     return jnp.sum(F) / 2
 
 
-@functools.partial(jax.jit, static_argnames=("k_first", "k_last", "n_reps", "max_steps", "gtol"))
-def _fit_k_block(key, X, k_first, k_last, n_reps, max_steps, gtol):
-    """Fit K = k_first..k_last at once: vmap over (K, restart), V padded to k_last columns.
+@functools.partial(jax.jit, static_argnames=("k", "n_reps", "max_steps", "gtol"))
+def _fit_k(key, X, k, n_reps, max_steps, gtol):
+    """Fit rank ``k``: the ``n_reps`` restarts vmapped, the most stable one kept.
 
-    Unused columns start at zero and stay zero (the cost does not depend on them, so their
-    gradient vanishes and the Cayley step keeps them zero).
+    One compiled program per ``k`` (exact width: no padded columns to carry through the
+    iterations, and the vmapped loop runs only as long as this ``k``'s slowest restart).
     """
     n = X.shape[1]
     dt = X.dtype
-    width = k_last
-    ks = jnp.arange(k_first, k_last + 1)
     xn = jnp.linalg.norm(X, axis=1)
-
-    def starts(k):
-        keys = jax.random.split(jax.random.fold_in(key, k), n_reps)
-        cols = jnp.arange(width) < k
-        return jax.vmap(lambda kk: random_stiefel(kk, n, width, dt))(keys) * cols
-
-    V0 = jax.vmap(starts)(ks).reshape(-1, n, width)
+    C = jnp.matmul(X, X.T, precision=_HI)
+    keys = jax.random.split(jax.random.fold_in(key, k), n_reps)
+    V0 = jax.vmap(lambda kk: random_stiefel(kk, n, k, dt))(keys)
     sol, _ = jax.vmap(
-        lambda v: stiefel_minimize(_corr_cost, v, X, gtol=gtol, max_steps=max_steps))(V0)
-    V = sol.value.reshape(ks.shape[0], n_reps, n, width)
-    R = X[None, None] - jnp.einsum("pn,krnj,krmj->krpm", X, V, V, precision=_HI)
-    stab = jnp.min(jnp.linalg.norm(R, axis=3) / xn, axis=2)  # (K, reps)
-    best = jnp.argmax(stab, axis=1)
-    take = lambda a: jnp.take_along_axis(  # noqa: E731
-        a.reshape((ks.shape[0], n_reps) + a.shape[1:]),
-        best.reshape((-1, 1) + (1,) * (a.ndim - 1)), axis=1)[:, 0]
-    Vb = take(sol.value)
-    Rb = take(R.reshape((-1,) + R.shape[2:]))
-    res = jax.vmap(_mean_abs_cos)(Rb)
+        lambda v: stiefel_minimize(_corr_cost, v, X, C, gtol=gtol, max_steps=max_steps))(V0)
+    V = sol.value
+    R = X[None] - jnp.einsum("pn,rnj,rmj->rpm", X, V, V, precision=_HI)
+    stab = jnp.min(jnp.linalg.norm(R, axis=2) / xn, axis=1)  # (reps,)
+    best = jnp.argmax(stab)
+    Rb = R[best]
+    res = _mean_abs_cos(Rb)
     # Removing every centre direction (K = P-1) leaves residual centres at round-off level: their
     # correlation is meaningless and the later normalisation by ||c^ns|| would blow up.
-    gone = jnp.min(jnp.linalg.norm(Rb, axis=2) / xn, axis=1) < jnp.sqrt(jnp.finfo(dt).eps)
+    gone = stab[best] < jnp.sqrt(jnp.finfo(dt).eps)
     res = jnp.where(gone, jnp.inf, res)
-    return Vb, res, take(sol.converged), take(sol.num_steps), take(sol.residual)
+    return (V[best], res, sol.converged[best], sol.num_steps[best], sol.residual[best])
 
 
 def fit_center_subspace(
@@ -157,8 +146,7 @@ def fit_center_subspace(
 ) -> dict:
     """Find the low-rank shared centre subspace ``V`` (``(N, K)``) to project out.
 
-    All K are fitted in one compiled loop (``V`` padded to ``max_k`` columns, unused columns
-    held at zero), with the ``n_reps`` random restarts of each K vmapped.
+    Each K is one compiled solve with its ``n_reps`` random restarts vmapped.
 
     Args:
         key: ``jax.random.key``; restarts of rank K draw from ``split(fold_in(key, K), n_reps)``.
@@ -194,31 +182,23 @@ def fit_center_subspace(
     if width == 0:
         out.update(V=jnp.zeros((N, 0), dt), K=0)
         return out
-    # K is searched in blocks of 5 (the early stop can fire from K = 5 on); each block is one
-    # vmapped solve over (K, restart).
-    res, fits, k0 = [], [], k_first
-    while k0 <= k_last:
-        k1 = k_last if K is not None else min(k0 + 4, k_last)
-        fits.append((k0, _fit_k_block(key, X, k0, k1, int(n_reps), int(max_steps), gtol)))
-        stop = False
-        for r in np.asarray(fits[-1][1][1]).tolist():
-            res.append(r)
-            i = len(res)
-            if K is None and i > 4 and res[i - 1] > res[i - 2] > res[i - 3] > res[i - 4]:
-                stop = True
-                break
-        if stop:
+    # K = k_first, k_first + 1, ... one compiled solve each (the early stop needs each K's
+    # residual correlation before the next K is fitted).
+    res, fits = [], []
+    for k in range(k_first, k_last + 1):
+        fits.append(_fit_k(key, X, k, int(n_reps), int(max_steps), gtol))
+        res.append(float(fits[-1][1]))
+        i = len(res)
+        if K is None and i > 4 and res[i - 1] > res[i - 2] > res[i - 3] > res[i - 4]:
             break
-        k0 = k1 + 1
     if not np.isfinite(res).any():  # only degenerate ranks were possible (e.g. P = 2)
         out.update(V=jnp.zeros((N, 0), dt), K=0, n_k_tried=len(res))
         return out
     ib = int(np.argmin(res))
     kb = k_first + ib
-    blk0, (Vs, rs, cv, st, gn) = next((k0_, f) for k0_, f in reversed(fits) if k0_ <= kb)
-    j = kb - blk0
+    Vb, rb, cv, st, gn = fits[ib]
     out.update(
-        V=jnp.matmul(proj, Vs[j][:, :kb], precision=_HI), K=kb, residual_correlation=rs[j],
-        n_k_tried=len(res), converged=bool(cv[j]), num_steps=int(st[j]), grad_norm=float(gn[j]),
+        V=jnp.matmul(proj, Vb, precision=_HI), K=kb, residual_correlation=rb,
+        n_k_tried=len(res), converged=bool(cv), num_steps=int(st), grad_norm=float(gn),
     )
     return out

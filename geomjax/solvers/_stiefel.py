@@ -2,10 +2,10 @@
 
 Riemannian gradient descent (Absil, Mahony & Sepulchre 2008, ch. 4) with Barzilai-Borwein step
 sizes and non-monotone Armijo backtracking (Zhang & Hager 2004), as in Wen & Yin (2013,
-``OptStiefelGBB``), but with the polar retraction ``R_V(-tau xi) = polar(V - tau xi)`` computed
-by Newton-Schulz iterations instead of the Cayley transform: only matrix products, so it is
-cheap for the tiny problems it is used on (dispatch-bound on CPU) and batches well on
-accelerators. The Euclidean gradient ``G`` comes from
+``OptStiefelGBB``), but with the polar retraction ``R_V(-tau xi) = polar(V - tau xi)`` instead
+of the Cayley transform, computed from the ``k x k`` Gram ``Y^T Y = I + tau^2 xi^T xi`` by one
+tiny ``eigh`` (cheap for the few-column problems it is used on, which are dispatch-bound on
+CPU). The Euclidean gradient ``G`` comes from
 ``jax.grad``; the Riemannian gradient for the embedded metric is ``xi = G - V sym(V^T G)`` and
 convergence is ``||xi||_F <= gtol`` (pymanopt's criterion). Columns of ``V`` that are exactly zero
 and on which the cost does not depend stay zero, which lets callers pad ``k`` to a fixed width.
@@ -40,27 +40,35 @@ def _rgrad(V, G):
     return G - jnp.matmul(V, (s + s.T) / 2, precision=_HI)
 
 
-def _polar_retract(V, xi, tau, iters):
-    """``polar(V - tau xi)`` by Newton-Schulz iterations (matmuls only; zero columns stay zero).
+def _polar_factor(Y):
+    """``polar(Y) = Y (Y^T Y)^{-1/2}`` from the eigendecomposition of the small ``k x k`` Gram.
 
-    For a tangent ``xi`` (``V^T xi`` skew) the singular values of ``Y = V - tau xi`` are
-    ``sqrt(1 + tau^2 sigma_i(xi)^2)``, between 1 and ``sqrt(1 + tau^2 ||xi||_F^2)``. ``Y`` is
-    scaled so they lie in ``(0, sqrt(2)]``, inside the ``sqrt(3)`` convergence radius of
-    ``Y <- Y (3 I - Y^T Y) / 2``, which converges to the orthonormal polar factor.
+    Exactly-zero columns of ``Y`` stay zero (their Gram entries are replaced by the identity).
     """
-    Y = V - tau * xi
-    a2 = tau * tau * jnp.sum(xi * xi)
-    Y = Y * jnp.where(a2 > 1, jnp.sqrt(2 / (1 + a2)), 1).astype(V.dtype)
-    eye = jnp.eye(V.shape[1], dtype=V.dtype)
+    M = jnp.matmul(Y.T, Y, precision=_HI)
+    d = jnp.diagonal(M)
+    zero = d == 0
+    M = M + jnp.diag(zero.astype(Y.dtype))
+    w, Q = jnp.linalg.eigh(M)
+    # For a tangent step the eigenvalues are >= ~1 (see _polar_retract); clip for safety.
+    w = jnp.maximum(w, jnp.finfo(Y.dtype).tiny)
+    out = jnp.matmul(Y, jnp.matmul(Q / jnp.sqrt(w), Q.T, precision=_HI), precision=_HI)
+    return jnp.where(zero, 0, out).astype(Y.dtype)
 
-    def body(_, Y):
-        return 0.5 * jnp.matmul(Y, 3 * eye - jnp.matmul(Y.T, Y, precision=_HI), precision=_HI)
 
-    return lax.fori_loop(0, iters, body, Y)
+def _polar_retract(V, xi, tau):
+    """``polar(V - tau xi)``: the orthonormal polar factor of the step (zero columns stay zero).
+
+    For a tangent ``xi`` (``V^T xi`` skew) ``Y = V - tau xi`` has ``Y^T Y = I + tau^2 xi^T xi``,
+    well conditioned, so the ``k x k`` inverse square root by ``eigh`` is exact to round-off (the
+    problems here have ``k`` of a few columns: one tiny eigendecomposition per trial step is
+    cheaper than matmul-only Newton-Schulz iterations).
+    """
+    return _polar_factor(V - tau * xi)
 
 
-@functools.partial(jax.jit, static_argnames=("cost", "max_steps", "max_backtracks", "ns_iters"))
-def _stiefel_core(cost, V0, args, gtol, ftol, max_steps, max_backtracks, ns_iters):
+@functools.partial(jax.jit, static_argnames=("cost", "max_steps", "max_backtracks"))
+def _stiefel_core(cost, V0, args, gtol, ftol, max_steps, max_backtracks):
     vg = jax.value_and_grad(cost)
     dt = V0.dtype
     f0, G0 = vg(V0, *args)
@@ -82,11 +90,11 @@ def _stiefel_core(cost, V0, args, gtol, ftol, max_steps, max_backtracks, ns_iter
         def bt_body(b):
             t, _, _, _, j = b
             t = t * 0.2
-            Y = _polar_retract(V, xi, t, ns_iters)
+            Y = _polar_retract(V, xi, t)
             fy, Gy = vg(Y, *args)
             return t, Y, fy, Gy, j + 1
 
-        Y = _polar_retract(V, xi, tau, ns_iters)
+        Y = _polar_retract(V, xi, tau)
         fy, Gy = vg(Y, *args)
         t, Y, fy, Gy, _ = lax.while_loop(bt_cond, bt_body, (tau, Y, fy, Gy, 0))
         accept = fy <= Cr
@@ -158,8 +166,7 @@ def stiefel_minimize(
     gtol = (1e-6 if f64 else 1e-3) if gtol is None else gtol
     ftol = 0.0 if ftol is None else ftol
     V, f, k, gn = _stiefel_core(cost, V0, tuple(args), jnp.asarray(gtol, dt),
-                                jnp.asarray(ftol, dt), int(max_steps), int(max_backtracks),
-                                16 if f64 else 10)
+                                jnp.asarray(ftol, dt), int(max_steps), int(max_backtracks))
     sol = Solution(
         value=V, converged=gn <= gtol, num_steps=k, residual=gn,
         settings=SolverSettings(rtol=0.0, atol=float(gtol), max_steps=int(max_steps),
