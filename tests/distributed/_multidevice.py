@@ -89,19 +89,15 @@ def check_mftma():
     from geomjax.manifold import mftma
 
     rng = np.random.default_rng(0)
-    # Three analyses of 3 manifolds (9 manifolds: uneven over 2 and 4 devices), one of another
-    # shape (its own group), one with manifolds of different sizes.
+    # Three analyses of 3 manifolds (9 manifolds: uneven over 2 and 4 devices) and one with
+    # manifolds of different sizes (another reduced shape: its own group).
     sets = [rng.normal(size=(3, 6, 10)) for _ in range(3)]
-    sets.append(rng.normal(size=(4, 5, 8)))
     sets.append([rng.normal(size=(m, 8)) for m in (4, 6, 5)])
     kw = dict(n_t=16, n_reps=2, stiefel_steps=40)
     keys = jax.random.split(jax.random.key(3), len(sets))
     refs = [mftma(keys[i], s, **kw) for i, s in enumerate(sets)]
     got = gd.mftma_sweep(jax.random.key(3), sets, mesh=gd.make_mesh(N_DEV), **kw)
-    streamed = gd.mftma_sweep(jax.random.key(3), sets, mesh=gd.make_mesh(N_DEV), sweep_chunk=1,
-                              **kw)
-    return {"sweep": compare([fields(r) for r in refs], [fields(g) for g in got]),
-            "sweep_streamed": compare([fields(r) for r in refs], [fields(g) for g in streamed])}
+    return {"sweep": compare([fields(r) for r in refs], [fields(g) for g in got])}
 
 
 def check_empirical():

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # two fresh processes compiling every sharded program: minutes on 2 cores
 def test_bench_scaling_smoke():
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
