@@ -74,12 +74,11 @@ def _stiefel_core(cost, V0, args, gtol, ftol, max_steps, max_backtracks):
     f0, G0 = vg(V0, *args)
 
     def cond(s):
-        V, f, G, tau, k, gn, stall, Cr, Q = s
+        V, f, G, xi, tau, k, gn, stall, Cr, Q = s
         return (gn > gtol) & (k < max_steps) & (stall < 5)
 
     def body(s):
-        V, f, G, tau, k, gn, stall, Cr, Q = s
-        xi = _rgrad(V, G)
+        V, f, G, xi, tau, k, gn, stall, Cr, Q = s
         xin = jnp.sqrt(jnp.sum(xi * xi))
         deriv = -xin * xin
 
@@ -101,9 +100,10 @@ def _stiefel_core(cost, V0, args, gtol, ftol, max_steps, max_backtracks):
         Y = jnp.where(accept, Y, V)
         fy = jnp.where(accept, fy, f)
         Gy = jnp.where(accept, Gy, G)
+        xiy = jnp.where(accept, _rgrad(Y, Gy), xi)
         # Barzilai-Borwein step for the next iteration (alternating long/short forms).
         Sd = Y - V
-        Yd = _rgrad(Y, Gy) - _rgrad(V, G)
+        Yd = xiy - xi
         sy = jnp.abs(jnp.sum(Sd * Yd))
         bb = jnp.where(
             k % 2 == 0, jnp.sum(Sd * Sd) / jnp.maximum(sy, 1e-300), sy / jnp.maximum(
@@ -113,16 +113,17 @@ def _stiefel_core(cost, V0, args, gtol, ftol, max_steps, max_backtracks):
         tau_new = jnp.where(accept, tau_new, t * 0.2).astype(dt)
         rel = jnp.abs(f - fy) / (1 + jnp.abs(f))
         stall = jnp.where(rel <= ftol, stall + 1, 0)
-        gn = jnp.linalg.norm(_rgrad(Y, Gy))
+        gn = jnp.linalg.norm(xiy)
         # Non-monotone reference value of Zhang & Hager (2004), eta = 0.85, as in Wen & Yin.
         Qn = 0.85 * Q + 1
         Cr = (0.85 * Q * Cr + fy) / Qn
-        return Y, fy, Gy, tau_new, k + 1, gn, stall, Cr, Qn
+        return Y, fy, Gy, xiy, tau_new, k + 1, gn, stall, Cr, Qn
 
-    gn0 = jnp.linalg.norm(_rgrad(V0, G0))
-    init = (V0, f0, G0, jnp.asarray(1e-3, dt), jnp.asarray(0, jnp.int32), gn0, jnp.asarray(0),
+    xi0 = _rgrad(V0, G0)
+    gn0 = jnp.linalg.norm(xi0)
+    init = (V0, f0, G0, xi0, jnp.asarray(1e-3, dt), jnp.asarray(0, jnp.int32), gn0, jnp.asarray(0),
             f0, jnp.asarray(1, dt))
-    V, f, _, _, k, gn, *_ = lax.while_loop(cond, body, init)
+    V, f, _, _, _, k, gn, *_ = lax.while_loop(cond, body, init)
     return V, f, k, gn
 
 
