@@ -162,6 +162,9 @@ def _add_mftma_options(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="data and analysis seed")
     p.add_argument("--float32", action="store_true", help="analyse in float32 (default float64)")
     p.add_argument("--out", help="run folder (default ./geomjax_runs/<timestamp>)")
+    from geomjax.distributed import add_device_args
+
+    add_device_args(p)
 
 
 def _figure_single(res, path: Path, title: str) -> Path:
@@ -207,8 +210,19 @@ def cmd_mftma(args) -> int:
     run = _run_dir(args.out)
     with _progress() as prog:
         task = prog.add_task("MFTMA", total=1)
-        res = mftma(jax.random.key(args.seed), X, args.kappa, args.n_t, K=args.K,
-                    n_reps=args.n_reps, forms=args.forms)
+        if getattr(args, "devices", None) is None and not getattr(args, "multi_host", False) \
+                and not getattr(args, "coordinator", None):
+            res = mftma(jax.random.key(args.seed), X, args.kappa, args.n_t, K=args.K,
+                        n_reps=args.n_reps, forms=args.forms)
+        else:
+            # anchor problems sharded over the requested devices; the same key as the
+            # single-device call, so the result is the same
+            from geomjax.distributed import memory_budget_from_args, mesh_from_args, mftma_sweep
+
+            res = mftma_sweep(jax.random.key(args.seed)[None], [X], args.kappa, args.n_t,
+                              K=args.K, n_reps=args.n_reps, forms=args.forms,
+                              mesh=mesh_from_args(args),
+                              memory_budget=memory_budget_from_args(args))[0]
         prog.advance(task)
     summary = _summary_row(res, data=source)
     import pandas as pd
