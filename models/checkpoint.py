@@ -60,7 +60,7 @@ def checkpoint_path(ckpt_dir, epoch: int) -> Path:
 
 
 def save_checkpoint(ckpt_dir, epoch: int, state: dict[str, Any]) -> Path:
-    """Serialise arrays/numbers with Flax msgpack to ``epoch_XXXX.msgpack``, atomically."""
+    """Serialise arrays/numbers with Flax msgpack to ``epoch_<NNNN>.msgpack`` (epoch zero-padded to 4 digits), atomically."""
     if int(epoch) < 0:
         raise ValueError(f"`epoch` must be >= 0; got {epoch}.")
     host = jax.tree_util.tree_map(lambda a: np.asarray(a) if isinstance(a, jax.Array) else a, state)
@@ -154,7 +154,7 @@ def load_checkpoint(ckpt_dir, epoch: int | None = None) -> Checkpoint:
 
     ckpts = dict(list_checkpoints(ckpt_dir))
     if not ckpts:
-        raise FileNotFoundError(f"no checkpoints (epoch_XXXX.msgpack) in {ckpt_dir!s}.")
+        raise FileNotFoundError(f"no checkpoints (epoch_<NNNN>.msgpack files) in {ckpt_dir!s}.")
     if epoch is None:
         epoch = max(ckpts)
     if int(epoch) not in ckpts:

@@ -15,11 +15,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from geomjax._checks import check_manifolds
 from geomjax._types import NotConvergedError, result_dtype
 from geomjax.distributed._mesh import make_mesh, sharded_vmap
 from geomjax.manifold import EmpiricalCapacity
-from geomjax.manifold._empirical import _critical_sizes, _median_ci_coverage, _median_ci_ranks
+from geomjax.manifold._empirical import (
+    _check_settings,
+    _critical_sizes,
+    _median_ci_coverage,
+    _median_ci_ranks,
+)
 
 __all__ = ["empirical_capacity_sharded"]
 
@@ -65,19 +69,7 @@ def empirical_capacity_sharded(
     Returns:
         :class:`~geomjax.manifold.EmpiricalCapacity`, equal to the single-device result.
     """
-    mans = check_manifolds(manifolds, "manifolds", min_points=1)
-    P = len(mans)
-    N = int(mans[0].shape[1])
-    if not isinstance(n_dichotomies, (int, np.integer)) or n_dichotomies < 1:
-        raise ValueError(f"`n_dichotomies` must be a positive int; got {n_dichotomies!r}.")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"`confidence` must be in (0, 1); got {confidence}.")
-    if capacity_guess is not None and not (np.isfinite(capacity_guess) and capacity_guess > 0):
-        raise ValueError(f"`capacity_guess` must be a positive finite float; got {capacity_guess}.")
-    if n_max is not None and not (isinstance(n_max, (int, np.integer)) and 1 <= n_max <= N):
-        raise ValueError(f"`n_max` must be an int in [1, N={N}]; got {n_max!r}.")
-    if not isinstance(block, (int, np.integer)) or block < 1:
-        raise ValueError(f"`block` must be a positive int; got {block!r}.")
+    mans, P, N = _check_settings(manifolds, n_dichotomies, confidence, capacity_guess, n_max, block)
     mesh = make_mesh() if mesh is None else mesh
     if inner_batch is None:
         # One at a time on CPU (each bisection's solver loops stop on their own); a vmap over the

@@ -205,7 +205,7 @@ def _load_ckpt(path, epoch):
         raise UserError(f"checkpoint folder {d} does not exist.")
     eps = [e for e, _ in list_checkpoints(d)]
     if not eps:
-        raise UserError(f"no checkpoints (epoch_XXXX.msgpack) in {d}.")
+        raise UserError(f"no checkpoints (epoch_<NNNN>.msgpack files) in {d}.")
     if epoch is not None and epoch not in eps:
         raise UserError(f"no checkpoint for epoch {epoch} in {d}; available epochs: {eps}.")
     return load_checkpoint(d, epoch)

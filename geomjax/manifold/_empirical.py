@@ -253,6 +253,28 @@ def _median_ci_coverage(n: int, l: int, u: int) -> float:
     return float(binom.cdf(u - 1, n, 0.5) - binom.cdf(l - 1, n, 0.5))
 
 
+def _check_settings(manifolds, n_dichotomies, confidence, capacity_guess, n_max, block):
+    """Validate the shared arguments of the empirical-capacity entry points.
+
+    Returns:
+        ``(manifolds as a list of arrays, P, N)``.
+    """
+    mans = check_manifolds(manifolds, "manifolds", min_points=1)
+    P = len(mans)
+    N = int(mans[0].shape[1])
+    if not isinstance(n_dichotomies, (int, np.integer)) or n_dichotomies < 1:
+        raise ValueError(f"`n_dichotomies` must be a positive int; got {n_dichotomies!r}.")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"`confidence` must be in (0, 1); got {confidence}.")
+    if capacity_guess is not None and not (np.isfinite(capacity_guess) and capacity_guess > 0):
+        raise ValueError(f"`capacity_guess` must be a positive finite float; got {capacity_guess}.")
+    if n_max is not None and not (isinstance(n_max, (int, np.integer)) and 1 <= n_max <= N):
+        raise ValueError(f"`n_max` must be an int in [1, N={N}]; got {n_max!r}.")
+    if not isinstance(block, (int, np.integer)) or block < 1:
+        raise ValueError(f"`block` must be a positive int; got {block!r}.")
+    return mans, P, N
+
+
 def empirical_capacity(
     key,
     manifolds,
@@ -305,19 +327,7 @@ def empirical_capacity(
         ValueError: bad manifolds (see :func:`geomjax._checks.check_manifolds`), bad sizes or
             settings.
     """
-    mans = check_manifolds(manifolds, "manifolds", min_points=1)
-    P = len(mans)
-    N = int(mans[0].shape[1])
-    if not isinstance(n_dichotomies, (int, np.integer)) or n_dichotomies < 1:
-        raise ValueError(f"`n_dichotomies` must be a positive int; got {n_dichotomies!r}.")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"`confidence` must be in (0, 1); got {confidence}.")
-    if capacity_guess is not None and not (np.isfinite(capacity_guess) and capacity_guess > 0):
-        raise ValueError(f"`capacity_guess` must be a positive finite float; got {capacity_guess}.")
-    if n_max is not None and not (isinstance(n_max, (int, np.integer)) and 1 <= n_max <= N):
-        raise ValueError(f"`n_max` must be an int in [1, N={N}]; got {n_max!r}.")
-    if not isinstance(block, (int, np.integer)) or block < 1:
-        raise ValueError(f"`block` must be a positive int; got {block!r}.")
+    mans, P, N = _check_settings(manifolds, n_dichotomies, confidence, capacity_guess, n_max, block)
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
     try:
