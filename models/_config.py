@@ -42,6 +42,7 @@ class WordCNNConfig:
         norm_after_relu: normalise after the ReLU (``True``, the LRN position) or before it.
         fc: widths of the hidden fully connected layers (fc6).
         n_classes: output classes (587 words in Kell et al.).
+        dropout: dropout rate after each hidden fully connected layer in training (0: none).
         param_dtype: dtype of the parameters.
     """
 
@@ -54,6 +55,7 @@ class WordCNNConfig:
     norm_after_relu: bool = True
     fc: tuple[int, ...] = (1024,)
     n_classes: int = 587
+    dropout: float = 0.0
     param_dtype: str = "float32"
 
 
@@ -235,6 +237,8 @@ def _validate(name: str, cfg) -> None:
             raise ValueError(
                 f"word_cnn config: `norm` must be 'batch', 'lrn' or 'none'; got {cfg.norm!r}."
             )
+        if not 0.0 <= cfg.dropout < 1.0:
+            raise ValueError(f"word_cnn config: `dropout` must be in [0, 1); got {cfg.dropout}.")
         if any(p not in ("max", "avg", None) for p in cfg.pools):
             raise ValueError(
                 f"word_cnn config: `pools` entries must be 'max', 'avg' or None; got {cfg.pools}."

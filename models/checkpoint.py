@@ -60,7 +60,8 @@ def checkpoint_path(ckpt_dir, epoch: int) -> Path:
 
 
 def save_checkpoint(ckpt_dir, epoch: int, state: dict[str, Any]) -> Path:
-    """Serialise arrays/numbers with Flax msgpack to ``epoch_<NNNN>.msgpack`` (epoch zero-padded to 4 digits), atomically."""
+    """Serialise arrays/numbers with Flax msgpack to ``epoch_<NNNN>.msgpack`` (epoch zero-padded
+    to 4 digits), atomically."""
     if int(epoch) < 0:
         raise ValueError(f"`epoch` must be >= 0; got {epoch}.")
     host = jax.tree_util.tree_map(lambda a: np.asarray(a) if isinstance(a, jax.Array) else a, state)

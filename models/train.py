@@ -26,6 +26,7 @@ import optax
 import pandas as pd
 from flax import serialization
 from geomjax.models._config import config_to_dict
+from geomjax.models.augment import check_augment, spec_augment
 from geomjax.models.checkpoint import (
     _restore_raw,
     atomic_write_bytes,
@@ -40,7 +41,15 @@ from geomjax.models.transformer import mockingjay_mask, stack_frames
 from geomjax.models.zoo import SEQUENCE_MODELS, _as_key, build_model, init_variables, model_name
 from tqdm.auto import tqdm
 
-__all__ = ["TaskData", "TrainResult", "TASKS", "train", "evaluate", "make_optimizer"]
+__all__ = [
+    "TaskData",
+    "TrainResult",
+    "TASKS",
+    "train",
+    "evaluate",
+    "make_optimizer",
+    "make_schedule",
+]
 
 TASKS = {
     "word_cnn": "classify",
@@ -150,6 +159,40 @@ class TrainResult:
     checkpoints: list
 
 
+SCHEDULES = ("exponential", "cosine")
+
+
+def make_schedule(
+    learning_rate: float,
+    steps_per_epoch: int,
+    lr_decay: float = 1.0,
+    schedule: str = "exponential",
+    total_epochs: int | None = None,
+    warmup_steps: int = 0,
+) -> optax.Schedule:
+    """Learning-rate schedule of :func:`make_optimizer`.
+
+    ``"exponential"``: ``learning_rate`` multiplied by ``lr_decay`` after every epoch.
+    ``"cosine"``: linear warm-up from 0 over ``warmup_steps``, then cosine decay to 0 at the end
+    of ``total_epochs`` epochs (``lr_decay`` is ignored).
+    """
+    spe = max(int(steps_per_epoch), 1)
+    if schedule == "exponential":
+        sched = optax.exponential_decay(learning_rate, spe, lr_decay, staircase=True)
+        if warmup_steps:
+            warm = optax.linear_schedule(0.0, learning_rate, int(warmup_steps))
+            sched = optax.join_schedules([warm, sched], [int(warmup_steps)])
+        return sched
+    if schedule == "cosine":
+        if not total_epochs or total_epochs < 1:
+            raise ValueError("the cosine schedule needs `total_epochs` >= 1.")
+        total = spe * int(total_epochs)
+        return optax.warmup_cosine_decay_schedule(
+            0.0, learning_rate, min(int(warmup_steps), total - 1), total, end_value=0.0
+        )
+    raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}; got {schedule!r}.")
+
+
 def make_optimizer(
     optimizer: str,
     learning_rate: float,
@@ -157,11 +200,16 @@ def make_optimizer(
     lr_decay: float = 1.0,
     weight_decay: float = 0.0,
     grad_clip: float | None = None,
+    schedule: str = "exponential",
+    total_epochs: int | None = None,
+    warmup_steps: int = 0,
 ) -> optax.GradientTransformation:
     """optax optimiser: ``"adam"``, ``"adamw"`` or ``"sgd"`` (Nesterov momentum 0.9, as DS2 v2.0),
-    learning rate multiplied by ``lr_decay`` after every epoch, optional global-norm clipping."""
-    sched = optax.exponential_decay(
-        learning_rate, max(steps_per_epoch, 1), lr_decay, staircase=True
+    learning rate following :func:`make_schedule` (by default multiplied by ``lr_decay`` after
+    every epoch; ``schedule="cosine"``: warm-up then cosine decay over ``total_epochs``), optional
+    global-norm clipping."""
+    sched = make_schedule(
+        learning_rate, steps_per_epoch, lr_decay, schedule, total_epochs, warmup_steps
     )
     if optimizer == "adam":
         tx = optax.adam(sched)
@@ -182,13 +230,25 @@ def _batch_stats_of(variables):
     return variables.get("batch_stats", {})
 
 
-def _loss_and_stats(model, task, variables, batch, key, train):
+def _loss_and_stats(model, task, variables, batch, key, train, augment=None):
     x, L = batch["x"], batch.get("lengths")
     w = batch["w"]
     k_mask, k_drop = jax.random.split(key)
     inp = x
     if task == "reconstruct":
         inp, sel = mockingjay_mask(k_mask, x, L, model.config.downsample)
+    elif train and augment:
+        # (B, F, T) images (word CNN) or (B, T, F) sequences; (B, D) frames are not augmented
+        if x.ndim == 3:
+            seq = L is not None
+            inp = spec_augment(
+                k_mask,
+                x,
+                augment,
+                time_axis=1 if seq else 2,
+                freq_axis=2 if seq else 1,
+                lengths=L,
+            )
     has_bn = "batch_stats" in variables
     if train:
         kw = {"rngs": {"dropout": k_drop}}
@@ -224,13 +284,13 @@ def _loss_and_stats(model, task, variables, batch, key, train):
     return lsum / jnp.maximum(n, 1.0), (stats, new_bs)
 
 
-def _make_steps(model, task, tx):
+def _make_steps(model, task, tx, augment=None):
     def train_step(state, batch, key):
         def lf(params):
             v = {"params": params}
             if state["batch_stats"]:
                 v["batch_stats"] = state["batch_stats"]
-            return _loss_and_stats(model, task, v, batch, key, True)
+            return _loss_and_stats(model, task, v, batch, key, True, augment)
 
         (loss, (stats, bs)), g = jax.value_and_grad(lf, has_aux=True)(state["params"])
         updates, opt_state = tx.update(g, state["opt_state"], state["params"])
@@ -341,6 +401,45 @@ def _evaluate(model, task, eval_step, variables, data, batch_size, key, seq, buc
     return out
 
 
+def _lengths_of(data: TaskData) -> np.ndarray:
+    if data.lengths is not None:
+        return data.lengths
+    return np.full(len(data), data.inputs.shape[1], np.int32)
+
+
+def _length_order(perm, lengths, batch_size, ascending: bool, key, group: int = 32):
+    """Sample order with batches of similar length: all in increasing length (``ascending``,
+    SortaGrad) or sorted within groups of ``group`` batches of the random ``perm``, with the
+    batches then visited in a random order. Ties keep the order of ``perm``."""
+    perm = np.asarray(perm)
+    if ascending:
+        return perm[np.argsort(lengths[perm], kind="stable")]
+    G = group * batch_size
+    chunks = [perm[i : i + G] for i in range(0, len(perm), G)]
+    chunks = [c[np.argsort(lengths[c], kind="stable")] for c in chunks]
+    order = np.concatenate(chunks)
+    nb = len(order) // batch_size
+    batches = order[: nb * batch_size].reshape(nb, batch_size)
+    shuffle = np.asarray(jax.random.permutation(jax.random.fold_in(key, 7), nb))
+    return np.concatenate([batches[shuffle].ravel(), order[nb * batch_size :]])
+
+
+def _stalled(metrics: pd.DataFrame, task: str, patience: int) -> bool:
+    """True when the validation metric has not improved in the last ``patience`` epochs."""
+    col, higher = {"classify": ("val_accuracy", True), "ctc": ("val_cer", False)}.get(
+        task, ("val_loss", False)
+    )
+    if col not in metrics or len(metrics) <= patience + 1:
+        return False
+    v = metrics[col].to_numpy(float)[1:]  # epoch 0 (initial weights) does not count
+    if len(v) <= patience:
+        return False
+    best_before = np.nanmax(v[:-patience]) if higher else np.nanmin(v[:-patience])
+    recent = v[-patience:]
+    improved = np.nanmax(recent) > best_before if higher else np.nanmin(recent) < best_before
+    return not improved
+
+
 def _key_data(key) -> list[int]:
     return [int(v) for v in np.asarray(jax.random.key_data(key)).ravel()]
 
@@ -367,6 +466,12 @@ def train(
     progress: bool = True,
     max_steps_per_epoch: int | None = None,
     time_budget_s: float | None = None,
+    schedule: str = "exponential",
+    warmup_steps: int = 0,
+    augment: dict | None = None,
+    sortagrad: bool = False,
+    length_grouped: bool = False,
+    patience: int | None = None,
 ) -> TrainResult:
     """Train a zoo model with optax, checkpointing every epoch (epoch 0 = initial weights).
 
@@ -389,6 +494,20 @@ def train(
         batch_size: training batch size (the last partial batch of an epoch is dropped; the data
             are reshuffled every epoch).
         optimizer, learning_rate, lr_decay, weight_decay, grad_clip: see :func:`make_optimizer`.
+        schedule, warmup_steps: learning-rate schedule (:func:`make_schedule`); ``"cosine"``
+            decays to 0 at the end of ``epochs``, so extending such a run with more ``epochs``
+            is refused (it would change the schedule).
+        augment: SpecAugment-style masking/time shift of the training inputs
+            (:func:`geomjax.models.augment.spec_augment`), e.g. ``{"freq_masks": 1,
+            "freq_width": 8, "time_masks": 2, "time_width": 20, "time_shift": 10}``; for
+            ``(B, F, T)`` images and ``(B, T, F)`` sequences (no shift there). None: off.
+        sortagrad: sequence models: the first epoch visits batches in increasing length
+            (SortaGrad, Amodei et al. 2016).
+        length_grouped: sequence models: every (other) epoch forms batches of similar length
+            (sorted within random groups of 32 batches), visited in random order: less padding
+            with ``length_bucket``.
+        patience: stop once the validation metric (accuracy, CER or loss) has not improved for
+            this many epochs (needs ``val_data``). None: run all epochs.
         length_bucket: for sequence models, trim each batch to the longest row rounded up to a
             multiple of this many frames (fewer padded frames, a bounded number of compilations).
         eval_batch_size: validation batch size.
@@ -422,14 +541,30 @@ def train(
         raise ValueError(
             f"`batch_size`={batch_size} exceeds the {len(train_data)} training samples."
         )
+    augment = check_augment(augment)
+    if patience is not None and (val_data is None or int(patience) < 1):
+        raise ValueError("`patience` needs `val_data` and must be >= 1.")
+    if (sortagrad or length_grouped) and not seq:
+        raise ValueError("`sortagrad` and `length_grouped` apply to sequence models only.")
     model = build_model(
         model_name, preset, n_classes=n_classes if task != "reconstruct" else None, **(config or {})
     )
     steps_per_epoch = len(train_data) // batch_size
     if max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, int(max_steps_per_epoch))
+    sched = make_schedule(
+        learning_rate, steps_per_epoch, lr_decay, schedule, int(epochs), int(warmup_steps)
+    )
     tx = make_optimizer(
-        optimizer, learning_rate, steps_per_epoch, lr_decay, weight_decay, grad_clip
+        optimizer,
+        learning_rate,
+        steps_per_epoch,
+        lr_decay,
+        weight_decay,
+        grad_clip,
+        schedule,
+        int(epochs),
+        int(warmup_steps),
     )
     k_init, k_run = jax.random.split(key)
 
@@ -449,7 +584,14 @@ def train(
             "lr_decay": lr_decay,
             "weight_decay": weight_decay,
             "grad_clip": grad_clip,
+            # recorded only when used, so that runs from before these options still resume
+            **({"schedule": schedule} if schedule != "exponential" else {}),
+            **({"total_epochs": int(epochs)} if schedule == "cosine" else {}),
+            **({"warmup_steps": int(warmup_steps)} if warmup_steps else {}),
         },
+        **({"augment": augment} if augment else {}),
+        **({"sortagrad": True} if sortagrad else {}),
+        **({"length_grouped": True} if length_grouped else {}),
         "batch_size": batch_size,
         "steps_per_epoch": steps_per_epoch,
         "length_bucket": length_bucket,
@@ -488,7 +630,7 @@ def train(
         "opt_state": tx.init(variables["params"]),
         "step": jnp.zeros((), jnp.int32),
     }
-    train_step, eval_step = _make_steps(model, task, tx)
+    train_step, eval_step = _make_steps(model, task, tx, augment)
     metrics = read_metrics(ckpt_dir)
     start = 0
     if existing:
@@ -517,7 +659,7 @@ def train(
         row = {
             "epoch": epoch,
             "step": int(state["step"]),
-            "lr": float(learning_rate * lr_decay ** max(epoch - 1, 0)) if epoch else float("nan"),
+            "lr": float(sched(max(int(state["step"]) - 1, 0))) if epoch else float("nan"),
         }
         row["train_loss"] = train_stats.get("loss", float("nan"))
         if task == "classify":
@@ -558,9 +700,15 @@ def train(
     for epoch in range(start, int(epochs) + 1):
         if time_budget_s is not None and time.perf_counter() - t_call > time_budget_s:
             break
+        if patience is not None and _stalled(metrics, task, int(patience)):
+            break
         t0 = time.perf_counter()
         k_ep = jax.random.fold_in(k_run, epoch)
         perm = np.asarray(jax.random.permutation(k_ep, N))
+        if seq and (sortagrad or length_grouped):
+            perm = _length_order(
+                perm, _lengths_of(train_data), batch_size, sortagrad and epoch == 1, k_ep
+            )
         tot = {"loss_sum": 0.0, "n": 0.0, "correct": 0.0}
         bar = tqdm(
             range(steps_per_epoch),

@@ -37,7 +37,9 @@ class WordCNN(nn.Module):
     ``(B, F, T)`` or ``(B, F, T, 1)``. ``acts`` holds ``conv{i}`` (after ReLU and norm),
     ``pool{i}`` (where a pool follows), ``fc{j}`` (hidden FC layers after ReLU, numbered from
     ``len(channels) + 1``, i.e. ``fc6`` at the paper size) and ``fctop`` (the logits), each
-    ``(B, ...)``. Not a sequence model: ``lengths`` is accepted and ignored.
+    ``(B, ...)``. Training with ``config.dropout > 0`` needs ``rngs={"dropout": key}``; the
+    analysed activations are taken before dropout. Not a sequence model: ``lengths`` is
+    accepted and ignored.
     """
 
     config: WordCNNConfig
@@ -74,6 +76,8 @@ class WordCNN(nn.Module):
         for j, w in enumerate(cfg.fc):
             x = nn.relu(nn.Dense(w, param_dtype=pd, name=f"fc{n0 + j}")(x))
             acts[f"fc{n0 + j}"] = x
+            if cfg.dropout > 0:
+                x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
         logits = nn.Dense(cfg.n_classes, param_dtype=pd, name="fctop")(x)
         acts["fctop"] = logits
         return logits, acts
