@@ -15,6 +15,7 @@ Chowdhury, Durrani & Ali (CSL 2023), Secs. 3-6, on utterance-level features:
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
 import jax
@@ -35,7 +36,7 @@ __all__ = ["PipelineResult", "paper_pipeline"]
 _HI = jax.lax.Precision.HIGHEST
 
 
-@pytree_dataclass(meta=("fractions", "widths", "stride", "ablation_fraction"))
+@pytree_dataclass(meta=("fractions", "widths", "stride", "ablation_fraction", "batch_axes"))
 class PipelineResult:
     """Everything the pipeline measures (leading axes ``(tasks, seeds)`` when batched).
 
@@ -53,6 +54,8 @@ class PipelineResult:
         layer_scores: ``(L,)`` layer-wise probe scores.
         residual: KKT residual of the ALL probe on the training set (how far 20-epoch Adam
             stopped from the optimum of its objective; see :func:`fit_probes`).
+        batch_axes: names of the leading batch axes, a sub-sequence of ``("task", "seed")``
+            (``()`` for one task and one key).
     """
 
     all_scores: Scores
@@ -75,19 +78,26 @@ class PipelineResult:
     widths: tuple[int, ...]
     stride: int
     ablation_fraction: float
+    batch_axes: tuple[str, ...] = ()
+
+    def _batch_index(self):
+        """``(index into the leading axes, task, seed)`` for every run of a batched result."""
+        shape = np.shape(self.majority)
+        axes = self.batch_axes or (("task", "seed")[: len(shape)])
+        if len(axes) != len(shape):
+            raise ValueError(f"batch_axes {axes} do not match the result's batch shape {shape}.")
+        for idx in np.ndindex(*shape):
+            pos = dict(zip(axes, idx, strict=True))
+            yield idx, pos.get("task", 0), pos.get("seed", 0)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per (task, seed, analysis, subset) with accuracy, F1, MCC and the
         number of neurons."""
-        acc = np.asarray(self.all_scores.accuracy)
-        batch_shape = acc.shape
         rows = []
         n_layers = len(self.widths)
         d = int(sum(self.widths))
         k_abl = int(round(self.ablation_fraction * d))
-        for idx in np.ndindex(*batch_shape):
-            task = idx[0] if len(idx) > 0 else 0
-            seed = idx[1] if len(idx) > 1 else 0
+        for idx, task, seed in self._batch_index():
 
             def add(analysis, subset, sc, j, n_neurons, idx=idx, task=task, seed=seed):
                 def get(a):
@@ -122,9 +132,7 @@ class PipelineResult:
         rows = []
         mins = np.asarray(self.minimal_layers)
         tops = np.asarray(self.top_layers)
-        for idx in np.ndindex(*mins.shape[:-1]):
-            task = idx[0] if len(idx) > 0 else 0
-            seed = idx[1] if len(idx) > 1 else 0
+        for idx, task, seed in self._batch_index():
             for j, w in enumerate(self.widths):
                 for sel, arr in (("minimal", mins), ("top", tops)):
                     rows.append(dict(task=task, seed=seed, selection=sel, layer=j,
@@ -407,7 +415,7 @@ def paper_pipeline(
     probe_items = tuple(sorted(dict(
         l2=l2, epochs=int(epochs), batch_size=int(min(batch_size, x_train.shape[0])),
         shuffle=bool(shuffle), init=init).items()))
-    return _run(key, jnp.asarray(x_train, dt), jnp.asarray(y_train, jnp.int32),
+    res = _run(key, jnp.asarray(x_train, dt), jnp.asarray(y_train, jnp.int32),
                 jnp.asarray(x_test, dt), jnp.asarray(y_test, jnp.int32),
                 jnp.asarray(index.layer_of_neuron), jnp.asarray(lam1, dt), jnp.asarray(lam2, dt),
                 jnp.asarray(learning_rate, dt), n_classes=int(n_classes),
@@ -415,3 +423,5 @@ def paper_pipeline(
                 ablation_fraction=float(ablation_fraction),
                 fractions=tuple(float(f) for f in fractions), delta=float(delta),
                 probe_items=probe_items, batch_key=bool(batch_key), batch_y=bool(batch_y))
+    axes = ("task",) * batch_y + ("seed",) * batch_key
+    return dataclasses.replace(res, batch_axes=axes)

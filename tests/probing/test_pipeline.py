@@ -92,3 +92,51 @@ def test_pipeline_on_gpu_matches_cpu(run):
     np.testing.assert_allclose(np.asarray(g.probe.weights), np.asarray(res.probe.weights),
                                rtol=1e-6, atol=1e-9)
     np.testing.assert_array_equal(np.asarray(g.order)[:10], np.asarray(res.order)[:10])
+
+
+def test_batched_tasks_tables(run):
+    """Several tasks at once (labels ``(T, N)``) and seeds: one row group per run, finite values,
+    the expected columns, task/seed ids taken from the right axes."""
+    _, xtr, ytr, xte, yte, idx, _ = run
+    ys_tr = np.stack([ytr, ytr % 2, (ytr >= 3).astype(ytr.dtype)])
+    ys_te = np.stack([yte, yte % 2, (yte >= 3).astype(yte.dtype)])
+    res = gp.paper_pipeline(jax.random.key(2), xtr, ys_tr, xte, ys_te, idx, n_classes=5,
+                            fractions=FRACTIONS, **KW)
+    assert res.batch_axes == ("task",)
+    df = res.to_frame()
+    per_run = 4 + 3 + len(FRACTIONS) + 4
+    assert list(df.columns) == ["task", "seed", "analysis", "subset", "n_neurons", "accuracy",
+                                "f1", "mcc"]
+    sizes = df.groupby(["task", "seed"]).size()
+    assert sizes.index.tolist() == [(0, 0), (1, 0), (2, 0)]
+    assert (sizes == per_run).all()
+    assert np.isfinite(df.accuracy).all()
+    probes = df[~df.analysis.isin(["selectivity", "majority"])]
+    assert np.isfinite(probes[["f1", "mcc"]].to_numpy()).all()
+    for t in range(3):
+        g = df[df.task == t]
+        assert g.loc[g.analysis == "oracle", "accuracy"].item() == pytest.approx(
+            float(res.all_scores.accuracy[t]))
+        assert (g.analysis == "minimal_set (chosen)").sum() == 1
+    dist = res.layer_distribution_frame()
+    assert list(dist.columns) == ["task", "seed", "selection", "layer", "n_selected",
+                                  "layer_width", "fraction_of_layer"]
+    assert (dist.groupby(["task", "seed"]).size() == 2 * 4).all()
+    assert dist.task.nunique() == 3
+    for t in range(3):
+        top = dist[(dist.task == t) & (dist.selection == "top")].n_selected.sum()
+        assert top == round(0.2 * 120)
+        mins = dist[(dist.task == t) & (dist.selection == "minimal")].n_selected.sum()
+        chosen = int(res.minimal_chosen[t])
+        assert mins == int(res.minimal_n[t][chosen])
+    assert np.isfinite(dist.fraction_of_layer).all()
+
+
+def test_batched_seeds_only_are_labelled_as_seeds(run):
+    _, xtr, ytr, xte, yte, idx, _ = run
+    keys = jax.random.split(jax.random.key(3), 2)
+    res = gp.paper_pipeline(keys, xtr, ytr, xte, yte, idx, fractions=FRACTIONS, **KW)
+    assert res.batch_axes == ("seed",)
+    df = res.to_frame()
+    assert set(df.task) == {0} and set(df.seed) == {0, 1}
+    assert set(res.layer_distribution_frame().seed) == {0, 1}
