@@ -8,7 +8,8 @@
   :class:`DoesNotFitError`;
 * analyses -- :func:`mftma_sweep` (many MFTMA analyses; anchor problems sharded;
   :func:`sweep_frame` tabulates them),
-  :func:`empirical_capacity_sharded` (dichotomies), :func:`cka_matrix_sharded` (pair list),
+  :func:`empirical_capacity_sharded` (dichotomies), :func:`cka_matrix_sharded` (pair list; RBF: Gram row blocks),
+  :func:`similarity_matrix_sharded` (CCA/SVCCA/PWCCA: representations and pairs),
   :func:`fit_probes_sharded` (probe grids), :func:`slt_spectra_sharded` (frames, Grams summed
   with ``psum``);
 * hosts -- :func:`initialize` (``jax.distributed``), :func:`process_slice`,
@@ -30,7 +31,7 @@ from geomjax.distributed._memory import (
 from geomjax.distributed._mesh import make_mesh, mesh_size, shard_batch, sharded_vmap
 from geomjax.distributed._mftma import mftma_sweep, sweep_frame, sweep_keys
 from geomjax.distributed._probing import fit_probes_sharded
-from geomjax.distributed._similarity import cka_matrix_sharded
+from geomjax.distributed._similarity import cka_matrix_sharded, similarity_matrix_sharded
 
 __all__ = [
     "make_mesh",
@@ -46,6 +47,7 @@ __all__ = [
     "sweep_frame",
     "empirical_capacity_sharded",
     "cka_matrix_sharded",
+    "similarity_matrix_sharded",
     "fit_probes_sharded",
     "slt_spectra_sharded",
     "initialize",

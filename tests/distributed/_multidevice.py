@@ -132,6 +132,31 @@ def check_cka():
     return out
 
 
+def check_similarity():
+    from geomjax.similarity import cka_matrix, similarity_matrix
+
+    rng = np.random.default_rng(4)
+    xs = [rng.normal(size=(37, d)) * s for d, s in ((5, 1.0), (8, 3.0), (3, 0.2))]
+    ys = [rng.normal(size=(37, 4))]
+    out = {}
+    for deb in (False, True):
+        for inc in (True, False):  # 37 rows in blocks of 10: uneven blocks, padding rows
+            got = gd.cka_matrix_sharded(xs, mesh=gd.make_mesh(N_DEV), kernel="rbf", debiased=deb,
+                                        median_include_diagonal=inc, row_block=10)
+            ref = cka_matrix(xs, kernel="rbf", debiased=deb, median_include_diagonal=inc)
+            out[f"rbf_deb{int(deb)}_diag{int(inc)}"] = compare(got.values, ref.values)
+    got = gd.cka_matrix_sharded(xs, ys, mesh=gd.make_mesh(N_DEV), kernel="rbf", sigma=2.0,
+                                row_block=8)
+    out["rbf_cross_sigma"] = compare(got.values, cka_matrix(xs, ys, kernel="rbf",
+                                                            sigma=2.0).values)
+    for m in ("cca", "cca_sq", "svcca", "pwcca"):
+        got = gd.similarity_matrix_sharded(xs, measure=m, mesh=gd.make_mesh(N_DEV))
+        out[m] = compare(got.values, similarity_matrix(xs, measure=m).values)
+        got = gd.similarity_matrix_sharded(xs, ys, measure=m, mesh=gd.make_mesh(N_DEV))
+        out[m + "_cross"] = compare(got.values, similarity_matrix(xs, ys, measure=m).values)
+    return out
+
+
 def check_probes():
     from geomjax.probing import fit_probes
 
@@ -181,7 +206,8 @@ def check_slt():
 
 
 CHECKS = {"vmap": check_vmap, "mftma": check_mftma, "empirical": check_empirical,
-          "cka": check_cka, "probes": check_probes, "slt": check_slt}
+          "cka": check_cka, "similarity": check_similarity,
+          "probes": check_probes, "slt": check_slt}
 
 if __name__ == "__main__":
     assert len(jax.devices()) == N_DEV, jax.devices()

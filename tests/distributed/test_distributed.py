@@ -38,7 +38,7 @@ def _run_checks(n_dev, *checks, timeout=900):
 
 @pytest.fixture(scope="module")
 def four_devices():
-    return _run_checks(4, "vmap", "mftma", "empirical", "cka", "probes", "slt")
+    return _run_checks(4, "vmap", "mftma", "empirical", "cka", "similarity", "probes", "slt")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -70,6 +70,25 @@ def test_cka_matrix_sharded(four_devices):
         assert r[name]["exact"] or r[name]["max_rel"] < 1e-13, (name, r[name])
     for name in ("gram_deb0", "gram_deb1"):
         assert r[name]["max_rel"] < 1e-10, (name, r[name])
+
+
+def test_rbf_cka_and_cca_family_sharded(four_devices):
+    r = four_devices["similarity"]
+    assert len(r) == 13, sorted(r)
+    for name, v in r.items():  # row-block sums / per-device batches: round-off only
+        assert v["max_rel"] < 1e-12, (name, v)
+
+
+def test_similarity_matrix_sharded_errors():
+    x = [np.zeros((10, 3)) + np.arange(3), np.ones((10, 2))]
+    with pytest.raises(ValueError, match="measure"):
+        gd.similarity_matrix_sharded(x, measure="nope")
+    with pytest.raises(ValueError, match="row_block"):
+        gd.cka_matrix_sharded(x, kernel="rbf", row_block=0)
+    with pytest.raises(ValueError, match="kernel"):
+        gd.cka_matrix_sharded(x, kernel="poly")
+    with pytest.raises(TypeError, match="unexpected options"):
+        gd.similarity_matrix_sharded(x, measure="svcca", sigma=1.0)
 
 
 def test_probe_grid_sharded(four_devices):
