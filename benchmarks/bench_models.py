@@ -13,6 +13,7 @@ the validation split (best epoch) and scored on the test split.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -178,7 +179,15 @@ TARGETS = {
         metric="accuracy",
         target=0.85,
         higher=True,
-        train=dict(epochs=4, batch_size=256, learning_rate=1e-3),
+        # +-5 spliced frames (the paper's context); constant Adam 1e-3 for 4 epochs gave 76.6 %
+        # on the mixed-channel corpus
+        train=dict(
+            epochs=10,
+            batch_size=256,
+            learning_rate=2e-3,
+            schedule="cosine",
+            warmup_steps=500,
+        ),
     ),
     "speaker_cnn": dict(
         task="speaker",
@@ -192,16 +201,44 @@ TARGETS = {
         metric="accuracy",
         target=0.60,
         higher=True,
-        # Adam 1e-3: 59 % test after 14 epochs (train 91 %): it overfits; an annealed AdamW
-        # (decay 0.85 per epoch, wd 0.05) was worse (34 % valid at epoch 7)
-        train=dict(epochs=25, batch_size=64, learning_rate=1e-3),
+        # constant Adam 1e-3: 59 % test after 14 epochs (train 91 %): it overfits; an annealed
+        # AdamW (decay 0.85 per epoch, wd 0.05) was worse (34 % valid at epoch 7). Now: fc dropout,
+        # SpecAugment-style masks and time shifts, cosine decay, early stopping.
+        train=dict(
+            epochs=18,
+            batch_size=64,
+            learning_rate=1e-3,
+            schedule="cosine",
+            warmup_steps=200,
+            config={"dropout": 0.3},
+            augment={
+                "freq_masks": 2,
+                "freq_width": 5,
+                "time_masks": 2,
+                "time_width": 15,
+                "time_shift": 12,
+            },
+            patience=6,
+        ),
     ),
     "ds2": dict(
         task="ctc",
         metric="cer",
         target=0.40,
         higher=False,
-        train=dict(epochs=60, batch_size=16, learning_rate=1e-3, grad_clip=400.0, length_bucket=50),
+        # cpu preset (2 conv x 8 ch, 3 x BiGRU-128) on 81 bins (0-4 kHz); SortaGrad first epoch,
+        # then length-grouped batches; warm-up + cosine decay sized to the 30-minute budget
+        train=dict(
+            epochs=6,
+            batch_size=16,
+            learning_rate=3e-3,
+            schedule="cosine",
+            warmup_steps=100,
+            grad_clip=5.0,
+            length_bucket=50,
+            sortagrad=True,
+            length_grouped=True,
+        ),
     ),
 }
 
@@ -269,7 +306,7 @@ def bench_targets(args, models, budget_s, on_row=None) -> str:
             if args.smoke:
                 kw.update(epochs=1, batch_size=8)
             ck = root / name
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = M.train(
                 0,
                 name,
@@ -282,7 +319,8 @@ def bench_targets(args, models, budget_s, on_row=None) -> str:
                 time_budget_s=budget_s,
                 **kw,
             )
-            t_train = time.perf_counter() - t0
+            t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
+            load = os.getloadavg()
             met = res.metrics
             col = f"val_{spec['metric']}"
             best = met[col].iloc[1:].idxmax() if spec["higher"] else met[col].iloc[1:].idxmin()
@@ -320,7 +358,10 @@ def bench_targets(args, models, budget_s, on_row=None) -> str:
                     f"{k}={v}" for k, v in kw.items() if k not in ("epochs", "length_bucket")
                 ),
                 "test by channel": by_channel,
+                "channels": args.channels,
                 "train s": round(t_train, 1),
+                "train cpu s": round(c_train, 1),
+                "load 1/5/15 min": "/".join(f"{v:.1f}" for v in load),
                 "features s": round(t_feat, 1),
             }
             rows.append(row)
