@@ -289,6 +289,24 @@ def anchor_geometry(
 # Full pipeline
 
 
+def _map(f, xs, batch):
+    """``lax.map`` in batches of ``batch``; ``batch == 1`` is a plain loop (``lax.map`` with
+    ``batch_size=1`` would ``vmap`` over a unit axis, and batched small matrix products are several
+    times slower than unbatched ones on CPU)."""
+    return lax.map(f, xs) if batch <= 1 else lax.map(f, xs, batch_size=batch)
+
+
+def _to_device(X):
+    """The input on the device without a copy where the runtime allows it (a suitably aligned
+    NumPy array on CPU is aliased, not copied; ``jnp.asarray`` copies it, sometimes twice)."""
+    if isinstance(X, jax.Array):
+        return X
+    try:
+        return jax.device_put(X, may_alias=True)
+    except TypeError:  # older jax without `may_alias`
+        return jnp.asarray(X)
+
+
 def _pad(mans, dtype, whole=None):
     P = len(mans)
     Ms = np.array([m.shape[0] for m in mans])
@@ -380,7 +398,7 @@ def reduce_manifolds(X, mask, xbar, V, reduction: str = "gram", manifold_batch: 
             S = W * jnp.sqrt(lam)[None, :] * w[:, None]
         return jnp.concatenate([S, w[:, None]], axis=1), cn
 
-    return lax.map(one, (X, mask), batch_size=manifold_batch)
+    return _map(one, (X, mask), manifold_batch)
 
 
 def _default_manifold_batch(P: int) -> int:
@@ -411,8 +429,7 @@ def _anchors_all(key, sD1, mask, dims, kappa, n_t, forms, chunk_size, solver_ite
 
     if manifold_batch >= P:
         return jax.vmap(one)(keys, sD1, mask, dims, t_given)
-    return lax.map(lambda a: one(*a), (keys, sD1, mask, dims, t_given),
-                   batch_size=manifold_batch)
+    return _map(lambda a: one(*a), (keys, sD1, mask, dims, t_given), manifold_batch)
 
 
 def _pad_t(t, dims, D1, dtype):
@@ -591,7 +608,7 @@ def mftma(
     X, mask, Ms = _pad(mans, dtype, None if isinstance(manifolds, (list, tuple))
                        else as_array(manifolds, "manifolds"))
     P, Mmax, N = X.shape
-    X = jnp.asarray(X)
+    X = _to_device(X)
     mask_j = jnp.asarray(mask)
     k_fa, k_t = jax.random.split(key)
     centers, xbar = _centres(X, mask_j)
