@@ -1,4 +1,4 @@
-"""The papers' neuron-analysis pipeline in one compiled call, plus tidy result tables.
+"""The papers' neuron-analysis pipeline in a few compiled calls, plus tidy result tables.
 
 Chowdhury, Durrani & Ali (CSL 2023), Secs. 3-6, on utterance-level features:
 
@@ -262,81 +262,136 @@ def _train_prefixes(key, x_ord, y, counts, lam1, lam2, lr, *, n_classes, ps):
                  for f in range(len(counts)))
 
 
-def _core(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, lam1, lam2, lr, *, n_classes, widths,
-          stride, ablation_fraction, fractions, delta, probe_static):
+def _score(p, x, y, n_classes, mask=None):
+    w = p.weights if mask is None else p.weights * mask[:, None].astype(p.weights.dtype)
+    return scores(y, jnp.argmax(jnp.matmul(x, w, precision=_HI) + p.bias, -1), n_classes)
+
+
+def _stage_probes(key, x_tr, y_tr, x_te, y_te, lam1, lam2, lr, *, n_classes, widths, stride,
+                  ablation_fraction, probe_static):
+    """Steps 1-3 and 5 for one run: ALL, control and layer-wise probes (one training loop),
+    the ordering and the ablations of the ALL probe."""
     d = x_tr.shape[1]
-    n_layers = len(widths)
     ps = probe_static
-    k_probe, k_ctrl, k_ctrl_te, k_abl, k_min = jax.random.split(key, 5)
+    k_probe, k_ctrl, k_ctrl_te, k_abl, _ = jax.random.split(key, 5)
 
-    def score(p, x, y, mask=None):
-        w = p.weights if mask is None else p.weights * mask[:, None].astype(p.weights.dtype)
-        return scores(y, jnp.argmax(jnp.matmul(x, w, precision=_HI) + p.bias, -1), n_classes)
-
-    # 1 + 5. ALL probe, control probe and layer-wise probes: one training loop
     yc_tr = jax.random.permutation(k_ctrl, y_tr)
     yc_te = jax.random.permutation(k_ctrl_te, y_te)
     p2, pl = _train_all_and_layers(k_probe, x_tr, jnp.stack([y_tr, yc_tr]), lam1, lam2, lr,
                                    widths=widths, n_classes=n_classes, ps=ps)
     p_all = jax.tree_util.tree_map(lambda a: a[0], p2)
     p_ctl = jax.tree_util.tree_map(lambda a: a[1], p2)
-    s_all = score(p_all, x_te, y_te)
-    s_ctl = score(p_ctl, x_te, yc_te)
-    s_lay = jax.vmap(lambda p, x: score(p, x, y_te))(pl, jnp.moveaxis(_layer_view(x_te, widths),
-                                                                      1, 0))
+    s_all = _score(p_all, x_te, y_te, n_classes)
+    s_ctl = _score(p_ctl, x_te, yc_te, n_classes)
+    s_lay = jax.vmap(lambda p, x: _score(p, x, y_te, n_classes))(
+        pl, jnp.moveaxis(_layer_view(x_te, widths), 1, 0))
     resid = probe_kkt_residual(p_all, x_tr, y_tr, lam1, lam2, l2=ps["l2"])
 
-    # 2. ordering
     ordering = _ordering(jnp.abs(p_all.weights), stride)
-
-    # 3. ablation of the trained probe (no data copies: masks on W)
     k = int(round(ablation_fraction * d))
     abl = jnp.stack([ordering.top_mask(k), ordering.bottom_mask(k), random_k_neurons(k_abl, d, k)])
-    s_abl = jax.vmap(lambda m: score(p_all, x_te, y_te, m))(abl)
-
-    # 4. minimal set: retrain on the top fractions (prefixes of the ordered columns)
-    counts = tuple(max(int(round(f * d)), 1) for f in fractions)
-    xo_tr = x_tr[:, ordering.order]
-    xo_te = x_te[:, ordering.order]
-    pm = _train_prefixes(k_min, xo_tr, y_tr, counts, lam1, lam2, lr, n_classes=n_classes, ps=ps)
-    s_min = [scores(y_te, jnp.argmax(jnp.einsum("nd,cd->nc", xo_te[:, :c], w, precision=_HI) + b,
-                                     -1), n_classes) for (w, b), c in zip(pm, counts, strict=False)]
-    s_min = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *s_min)
-    chosen, reached = select_minimal(s_min.accuracy, s_all.accuracy, delta)
-    masks = ordering.rank[None, :] < jnp.asarray(counts)[:, None]
-
-    # 6. baselines and distributions
+    s_abl = jax.vmap(lambda m: _score(p_all, x_te, y_te, n_classes, m))(abl)
     counts_tr = jnp.bincount(y_tr, length=n_classes)
     maj = jnp.mean(y_te == jnp.argmax(counts_tr))
-    seg = partial(jax.ops.segment_sum, segment_ids=layer_of_neuron, num_segments=n_layers)
-    return PipelineResult(
-        all_scores=s_all, control_scores=s_ctl, selectivity=s_all.accuracy - s_ctl.accuracy,
-        majority=maj, probe=p_all, residual=resid, order=ordering.order,
-        cutoffs=ordering.cutoffs, ablation_scores=s_abl, minimal_scores=s_min,
-        minimal_n=jnp.asarray(counts), minimal_chosen=chosen, minimal_reached=reached,
-        minimal_layers=seg(masks[chosen].astype(jnp.int32)),
-        top_layers=seg(abl[0].astype(jnp.int32)), layer_scores=s_lay,
-        fractions=tuple(fractions), widths=tuple(widths), stride=stride,
-        ablation_fraction=ablation_fraction,
-    )
+    return dict(all_scores=s_all, control_scores=s_ctl, layer_scores=s_lay, residual=resid,
+                probe=p_all, order=ordering.order, cutoffs=ordering.cutoffs, rank=ordering.rank,
+                ablation_scores=s_abl, top_mask=abl[0], majority=maj)
 
 
-@partial(jax.jit, static_argnames=("n_classes", "widths", "stride", "ablation_fraction",
-                                   "fractions", "delta", "probe_items", "batch_key", "batch_y"))
+def _stage_minimal(key, xo_tr, y_tr, xo_te, y_te, oracle, lam1, lam2, lr, *, n_classes, counts,
+                   delta, probe_static):
+    """Step 4 for one run: retrain on the nested prefixes of the ordered columns."""
+    k_min = jax.random.split(key, 5)[4]
+    pm = _train_prefixes(k_min, xo_tr, y_tr, counts, lam1, lam2, lr, n_classes=n_classes,
+                         ps=probe_static)
+    s_min = [scores(y_te, jnp.argmax(jnp.einsum("nd,cd->nc", xo_te[:, :c], w, precision=_HI) + b,
+                                     -1), n_classes) for (w, b), c in zip(pm, counts, strict=True)]
+    s_min = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *s_min)
+    chosen, reached = select_minimal(s_min.accuracy, oracle, delta)
+    return s_min, chosen, reached
+
+
+def _over_runs(fn, kinds, batch_key, batch_y):
+    """vmap ``fn`` over the runs: arguments of kind ``"seed"`` carry the seed axis, ``"task"``
+    the task axis, ``"run"`` both (task first), ``None`` none; results get ``(T, S)`` axes."""
+    if batch_key:
+        fn = jax.vmap(fn, in_axes=tuple(0 if k in ("seed", "run") else None for k in kinds))
+    if batch_y:
+        fn = jax.vmap(fn, in_axes=tuple(0 if k in ("task", "run") else None for k in kinds))
+    return fn
+
+
+_RUN_STATIC = ("n_classes", "batch_key", "batch_y")
+
+
+@partial(jax.jit, static_argnames=_RUN_STATIC + ("widths", "stride", "ablation_fraction",
+                                                 "probe_items"))
+def _run_probes(key, x_tr, y_tr, x_te, y_te, lam1, lam2, lr, *, n_classes, widths, stride,
+                ablation_fraction, probe_items, batch_key, batch_y):
+    fn = partial(_stage_probes, lam1=lam1, lam2=lam2, lr=lr, n_classes=n_classes, widths=widths,
+                 stride=stride, ablation_fraction=ablation_fraction,
+                 probe_static=dict(probe_items))
+    return _over_runs(fn, ("seed", None, "task", None, "task"), batch_key, batch_y)(
+        key, x_tr, y_tr, x_te, y_te)
+
+
+@partial(jax.jit, static_argnames=("n_cols", "batch_key", "batch_y"))
+def _ordered_columns(x, order, *, n_cols, batch_key, batch_y):
+    # A jit of its own so that the copy comes back row-major: gathered inside the training
+    # program, XLA may lay it out column-major and every minibatch gather of the retraining loop
+    # then reads strided memory (measured ~10x slower on CPU).
+    return _over_runs(lambda x, o: x[:, o[:n_cols]], (None, "run"), batch_key, batch_y)(x, order)
+
+
+@partial(jax.jit, static_argnames=_RUN_STATIC + ("counts", "delta", "probe_items"))
+def _run_minimal(key, xo_tr, y_tr, xo_te, y_te, oracle, lam1, lam2, lr, *, n_classes, counts,
+                 delta, probe_items, batch_key, batch_y):
+    fn = partial(_stage_minimal, lam1=lam1, lam2=lam2, lr=lr, n_classes=n_classes, counts=counts,
+                 delta=delta, probe_static=dict(probe_items))
+    return _over_runs(fn, ("seed", "run", "task", "run", "task", "run"), batch_key, batch_y)(
+        key, xo_tr, y_tr, xo_te, y_te, oracle)
+
+
+@partial(jax.jit, static_argnames=("n_layers", "batch_key", "batch_y"))
+def _layer_counts(rank, top_mask, chosen, counts, layer_of_neuron, *, n_layers, batch_key,
+                  batch_y):
+    def one(rank, top, c):
+        seg = partial(jax.ops.segment_sum, segment_ids=layer_of_neuron, num_segments=n_layers)
+        return seg((rank < counts[c]).astype(jnp.int32)), seg(top.astype(jnp.int32))
+
+    return _over_runs(one, ("run", "run", "run"), batch_key, batch_y)(rank, top_mask, chosen)
+
+
 def _run(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, lam1, lam2, lr, *, n_classes, widths,
          stride, ablation_fraction, fractions, delta, probe_items, batch_key, batch_y):
-    def one(k, ytr, yte):
-        return _core(k, x_tr, ytr, x_te, yte, layer_of_neuron, lam1, lam2, lr,
-                     n_classes=n_classes, widths=widths, stride=stride,
-                     ablation_fraction=ablation_fraction, fractions=fractions, delta=delta,
-                     probe_static=dict(probe_items))
-
-    fn = one
-    if batch_key:
-        fn = jax.vmap(fn, in_axes=(0, None, None))
-    if batch_y:
-        fn = jax.vmap(fn, in_axes=(None, 0, 0))
-    return fn(key, y_tr, y_te)
+    """The pipeline as three compiled stages (probes and ordering; ordered column copies;
+    minimal-set retraining), each vmapped over the runs."""
+    d = x_tr.shape[1]
+    counts = tuple(max(int(round(f * d)), 1) for f in fractions)
+    runs = dict(batch_key=batch_key, batch_y=batch_y)
+    st = _run_probes(key, x_tr, y_tr, x_te, y_te, lam1, lam2, lr, n_classes=n_classes,
+                     widths=widths, stride=stride, ablation_fraction=ablation_fraction,
+                     probe_items=probe_items, **runs)
+    n_cols = max(counts)
+    xo_tr = _ordered_columns(x_tr, st["order"], n_cols=n_cols, **runs)
+    xo_te = _ordered_columns(x_te, st["order"], n_cols=n_cols, **runs)
+    s_min, chosen, reached = _run_minimal(
+        key, xo_tr, y_tr, xo_te, y_te, st["all_scores"].accuracy, lam1, lam2, lr,
+        n_classes=n_classes, counts=counts, delta=delta, probe_items=probe_items, **runs)
+    del xo_tr, xo_te
+    min_layers, top_layers = _layer_counts(
+        st["rank"], st["top_mask"], chosen, jnp.asarray(counts), layer_of_neuron,
+        n_layers=len(widths), **runs)
+    s_all, s_ctl = st["all_scores"], st["control_scores"]
+    return PipelineResult(
+        all_scores=s_all, control_scores=s_ctl, selectivity=s_all.accuracy - s_ctl.accuracy,
+        majority=st["majority"], probe=st["probe"], residual=st["residual"], order=st["order"],
+        cutoffs=st["cutoffs"], ablation_scores=st["ablation_scores"], minimal_scores=s_min,
+        minimal_n=jnp.broadcast_to(jnp.asarray(counts), s_min.accuracy.shape),
+        minimal_chosen=chosen, minimal_reached=reached, minimal_layers=min_layers,
+        top_layers=top_layers, layer_scores=st["layer_scores"], fractions=tuple(fractions),
+        widths=tuple(widths), stride=stride, ablation_fraction=ablation_fraction,
+    )
 
 
 def paper_pipeline(
