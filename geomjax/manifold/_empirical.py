@@ -50,7 +50,13 @@ from geomjax._types import NotConvergedError, pytree_dataclass, result_dtype
 from geomjax.solvers._bisection import bisection_steps, integer_bisection
 from geomjax.solvers._separability import _separability_impl
 
-__all__ = ["EmpiricalCapacity", "empirical_capacity", "balanced_dichotomy", "nested_projection"]
+__all__ = [
+    "EmpiricalCapacity",
+    "empirical_capacity",
+    "balanced_dichotomy",
+    "nested_projection",
+    "factored_projection",
+]
 
 _HI = lax.Precision.HIGHEST
 
@@ -168,14 +174,119 @@ def nested_projection(key, n_features: int, n_columns: int, block: int, dtype) -
     return W / jnp.linalg.norm(W, axis=0, keepdims=True)
 
 
+def factored_projection(key, factor, n_extra: int, n_columns: int, block: int) -> jax.Array:
+    """Points ``X W`` for a Gaussian ``W`` with unit-norm columns, sampled from a factor.
+
+    With ``X = A Q^T`` (``Q`` an ``N x r`` orthonormal basis of the row space, ``A = X Q``) and a
+    Gaussian column ``w``, ``z = Q^T w ~ N(0, I_r)`` and ``||w||^2 = ||z||^2 + c`` with
+    ``c ~ chi^2_{N - r}`` independent of ``z``; so ``X w / ||w|| = A z / sqrt(||z||^2 + c)`` has
+    exactly the distribution of the direct projection, at ``r / N`` of its cost. Columns are
+    drawn in blocks keyed by block index (nested, as :func:`nested_projection`).
+
+    Returns:
+        ``(K, n_columns)`` projected points.
+    """
+    K, r = factor.shape
+    dt = factor.dtype
+    n_blocks = n_columns // block
+
+    def draw(b):
+        kz, kc = jax.random.split(jax.random.fold_in(key, b))
+        z = jax.random.normal(kz, (r, block), dt)
+        c = 2.0 * jax.random.gamma(kc, 0.5 * n_extra, (block,), dt) if n_extra else 0.0
+        return z, jnp.sum(z * z, axis=0) + c
+
+    z, sq = jax.vmap(draw)(jnp.arange(n_blocks))
+    z = jnp.transpose(z, (1, 0, 2)).reshape(r, n_columns)
+    return jnp.matmul(factor, z, precision=_HI) / jnp.sqrt(sq.reshape(n_columns))[None, :]
+
+
+def _row_space_factor(key, X, max_rank: int, block: int = 128):
+    """``A = X Q`` with ``Q`` an orthonormal basis of the row space of ``X``, or None.
+
+    A randomised range finder (Halko, Martinsson & Tropp 2011, Alg. 4.2 in blocks): sketch
+    ``X^T Omega`` block by block, orthogonalise against the basis so far (twice), and keep the
+    singular directions above the numerical-rank tolerance ``max(K, N) eps sigma_1`` (NumPy's
+    ``matrix_rank`` rule). It stops when a block adds fewer directions than it has columns (the
+    row space is exhausted) and gives up (None) once the rank would exceed ``max_rank``. The
+    factor is accepted only if a randomised estimate of ``||X - A Q^T||_F`` (8 Gaussian probes)
+    is below ``eps^(3/4) ||X||_F``: the dropped part is then below round-off of the data.
+    """
+    K, N = X.shape
+    dt = X.dtype
+    eps = float(jnp.finfo(dt).eps)
+    xnorm = float(jnp.linalg.norm(X))
+    if xnorm == 0.0 or max_rank < 1:
+        return None
+    Q = jnp.zeros((N, 0), dt)
+    tol = None
+    done = False
+    b = 0
+    while not done:
+        width = min(block, max_rank + 1 - Q.shape[1])
+        if width < 1:
+            return None
+        U, sv = _range_block(jax.random.fold_in(key, b), X, Q, width)
+        if tol is None:
+            tol = max(K, N) * eps * float(sv[0])
+        keep = int(jnp.sum(sv > tol))
+        Q = jnp.concatenate([Q, U[:, :keep]], axis=1)
+        done = keep < width
+        b += 1
+        if Q.shape[1] > max_rank:
+            return None
+    A, resid = _factor_and_residual(jax.random.fold_in(key, b + 1), X, Q)
+    if float(resid) > eps**0.75 * xnorm:
+        return None
+    return A
+
+
+@partial(jax.jit, static_argnames=("width",))
+def _range_block(key, X, Q, width):
+    """One block of the range finder: ``X^T Omega`` orthogonalised against ``Q`` (twice), and
+    its left singular vectors and values (QR first, so the SVD is ``width x width``)."""
+    om = jax.random.normal(key, (X.shape[0], width), X.dtype)
+    S = jnp.matmul(X.T, om, precision=_HI)
+    for _ in range(2):
+        S = S - jnp.matmul(Q, jnp.matmul(Q.T, S, precision=_HI), precision=_HI)
+    Qs, R = jnp.linalg.qr(S)
+    Ur, sv, _ = jnp.linalg.svd(R)
+    return jnp.matmul(Qs, Ur, precision=_HI), sv
+
+
+@jax.jit
+def _factor_and_residual(key, X, Q):
+    """``A = X Q V`` and a randomised estimate of ``||X - A (QV)^T||_F`` from 8 Gaussian probes.
+
+    ``V`` (eigenvectors of ``(XQ)^T XQ``, each signed so that its column of ``A`` has its
+    largest entry positive) turns ``A`` into the principal-component scores ``U S`` of ``X``,
+    which do not depend on the range finder's basis: the projections drawn from ``A`` are then
+    reproducible across BLAS builds and thread counts, not just a draw from the right law."""
+    A = jnp.matmul(X, Q, precision=_HI)
+    _, V = jnp.linalg.eigh(jnp.matmul(A.T, A, precision=_HI))
+    A = jnp.matmul(A, V, precision=_HI)
+    Q = jnp.matmul(Q, V, precision=_HI)
+    big = jnp.take_along_axis(A, jnp.argmax(jnp.abs(A), axis=0)[None, :], axis=0)[0]
+    sgn = jnp.where(big < 0, -1.0, 1.0).astype(A.dtype)
+    A, Q = A * sgn, Q * sgn
+    probe = jax.random.normal(key, (X.shape[1], 8), X.dtype)
+    R = jnp.matmul(X, probe, precision=_HI) - jnp.matmul(
+        A, jnp.matmul(Q.T, probe, precision=_HI), precision=_HI
+    )
+    return A, jnp.linalg.norm(R) / jnp.sqrt(8.0)
+
+
 @partial(
     jax.jit,
     static_argnames=("n_manifolds", "n_max", "n_cols", "block", "max_steps", "rtol", "ridge",
-                     "chunk_size", "warm_start"),
+                     "chunk_size", "warm_start", "n_extra", "factored"),
 )
 def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, block, max_steps,
-                    rtol, ridge, chunk_size, warm_start=True):
-    """Per-dichotomy critical sizes ``n*_d`` by certified bisection on nested projections."""
+                    rtol, ridge, chunk_size, warm_start=True, n_extra=0, factored=False):
+    """Per-dichotomy critical sizes ``n*_d`` by certified bisection on nested projections.
+
+    ``X`` is the centred data, or with ``factored=True`` its row-space factor ``A`` and
+    ``n_extra = N - r`` (see :func:`factored_projection`)."""
     dt = X.dtype
     K, N = X.shape
     num_steps = bisection_steps(n_max)
@@ -185,8 +296,11 @@ def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, bloc
     def one(key):
         k_lab, k_proj = jax.random.split(key)
         y = balanced_dichotomy(k_lab, n_manifolds)[manifold_index]
-        W = nested_projection(k_proj, N, n_cols, block, dt)
-        Y = jnp.matmul(X, W, precision=_HI)
+        if factored:
+            Y = factored_projection(k_proj, X, n_extra, n_cols, block)
+        else:
+            W = nested_projection(k_proj, N, n_cols, block, dt)
+            Y = jnp.matmul(X, W, precision=_HI)
         mask = jnp.ones((K,), bool)
         w0 = jnp.zeros((n_cols + 1,), dt)
 
@@ -289,6 +403,7 @@ def empirical_capacity(
     rtol: float | None = None,
     chunk_size: int | None = None,
     warm_start: bool = True,
+    low_rank: bool | None = None,
     strict: bool = False,
     dtype=None,
 ) -> EmpiricalCapacity:
@@ -317,6 +432,13 @@ def empirical_capacity(
             (``vmap``) on accelerators; one at a time on CPU, where a batched while-loop would
             run every problem to the slowest one's step count. Results do not depend on it.
         warm_start: start each bisection check from the last non-separable solution.
+        low_rank: sample the projections from a row-space factor of the data (exact in
+            distribution, see :func:`factored_projection`), at ``rank / N`` of the projection
+            cost. ``None`` (default): when a randomised range finder finds the numerical rank
+            cheaply (at most ``N / 2`` and 1/8 of all projection columns, so a failed attempt
+            costs at most 1/8 of the projections); ``True``: whenever the rank is below ``N``;
+            ``False``: never. Either way the outcome is a draw from the same distribution, but
+            not the same draw.
         strict: raise :class:`~geomjax._types.NotConvergedError` if any check was undecided.
         dtype: computation dtype (default: the input's floating dtype).
 
@@ -363,12 +485,23 @@ def empirical_capacity(
     else:
         guess = 2.0 * P if capacity_guess is None else 1.5 * P / float(capacity_guess)
         hi, auto = min(N, max(block, int(math.ceil(guess / block)) * block)), True
+    K = int(X.shape[0])
+    factor = None
+    if low_rank is None:
+        n_cols0 = int(math.ceil(hi / block)) * block
+        max_rank = min(K, N // 2, n_dichotomies * n_cols0 // 8)
+        if max_rank >= 1:
+            factor = _row_space_factor(jax.random.fold_in(key, 2**31 - 1), X, max_rank)
+    elif low_rank:
+        factor = _row_space_factor(jax.random.fold_in(key, 2**31 - 1), X, min(K, N - 1))
+    data, n_extra = (X, 0) if factor is None else (factor, N - int(factor.shape[1]))
     while True:
         n_cols = int(math.ceil(hi / block)) * block
         out = _critical_sizes(
-            keys, X, manifold_index, n_manifolds=P, n_max=hi, n_cols=n_cols, block=int(block),
-            max_steps=int(max_steps), rtol=rtol_, ridge=ridge, chunk_size=int(chunk_size),
-            warm_start=bool(warm_start),
+            keys, data, manifold_index, n_manifolds=P, n_max=hi, n_cols=n_cols,
+            block=int(block), max_steps=int(max_steps), rtol=rtol_, ridge=ridge,
+            chunk_size=int(chunk_size), warm_start=bool(warm_start), n_extra=n_extra,
+            factored=factor is not None,
         )
         out = jax.tree_util.tree_map(np.asarray, out)
         n_star = out["n_star"]

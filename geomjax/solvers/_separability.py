@@ -83,41 +83,56 @@ class SeparabilityCertificate:
     scale: jax.Array
 
 
-def _exact_line_search(m, q, valid, n_expand: int = 30, n_bisect: int = 60):
+def _exact_line_search(m, q, valid, max_iter: int = 60):
     """Minimiser ``t >= 0`` of ``phi(t) = 1/2 sum_j max(0, 1 - m_j - t q_j)^2``.
 
-    ``phi'(t) = -sum_j q_j max(0, 1 - m_j - t q_j)`` is non-decreasing and piecewise linear. It is
-    evaluated exactly (``O(K)`` each, no cancellation-prone running sums): the bracket's right end
-    grows from the Newton step ``t = 1`` by factors of 4 until ``phi' >= 0``, a fixed number of
-    bisection steps shrinks it to round-off, and a final secant step lands on the root of the
-    linear piece. ``q`` must be a descent direction (``phi'(0) < 0``).
+    ``phi'(t) = -sum_j q_j max(0, 1 - m_j - t q_j)`` is non-decreasing and piecewise linear, so
+    Newton's method on it lands on the root as soon as it stands on the root's linear piece
+    (usually at once: the semismooth Newton step ``t = 1`` is exact when the active set does not
+    change). Each iterate is safeguarded by the bracket ``[lo, hi]`` with ``phi'(lo) < 0 <=
+    phi'(hi)`` (bisection, or growth by 4 while no right end is known), and ``phi'`` is evaluated
+    exactly (``O(K)``, no running sums). It stops when ``|phi'|`` is at the round-off level of
+    its terms or the bracket has shrunk to round-off. ``q`` must be a descent direction
+    (``phi'(0) < 0``).
     """
     dt = m.dtype
+    eps = jnp.finfo(dt).eps
     r = jnp.where(valid, 1.0 - m, 0.0)
     q = jnp.where(valid, q, 0.0)
 
-    def dphi(t):
-        return -jnp.sum(q * jnp.maximum(r - t * q, 0.0))
+    def derivs(t):
+        s = jnp.maximum(r - t * q, 0.0)
+        act = (s > 0).astype(dt)
+        d1 = -jnp.sum(q * s)
+        d2 = jnp.sum(act * q * q)
+        # Round-off scale of the sum: a |phi'| below it is a root.
+        tol = 8.0 * eps * jnp.sum(jnp.abs(q) * (s + jnp.abs(t * q) * act))
+        return d1, d2, tol
 
-    def expand(_, hi):
-        return jnp.where(dphi(hi) < 0, 4.0 * hi, hi)
+    def cond(st):
+        t, lo, hi, d1, d2, tol, k, done = st
+        return (~done) & (k < max_iter)
 
-    hi = lax.fori_loop(0, n_expand, expand, jnp.ones((), dt))
-    lo = jnp.zeros((), dt)
+    def body(st):
+        t, lo, hi, d1, d2, tol, k, done = st
+        lo = jnp.where(d1 < 0, t, lo)
+        hi = jnp.where(d1 < 0, hi, t)
+        newton = t - d1 / jnp.where(d2 > 0, d2, 1.0)
+        ok = (d2 > 0) & (newton > lo) & (newton < hi) & jnp.isfinite(newton)
+        fallback = jnp.where(jnp.isfinite(hi), 0.5 * (lo + hi), 4.0 * jnp.maximum(t, lo))
+        t_new = jnp.where(ok, newton, fallback)
+        d1n, d2n, toln = derivs(t_new)
+        done = (jnp.abs(d1n) <= toln) | (hi - lo <= 4.0 * eps * jnp.abs(hi))
+        return t_new, lo, hi, d1n, d2n, toln, k + 1, done
 
-    def bisect(_, lohi):
-        lo, hi = lohi
-        mid = 0.5 * (lo + hi)
-        up = dphi(mid) >= 0
-        return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
-
-    lo, hi = lax.fori_loop(0, n_bisect, bisect, (lo, hi))
-    d_lo, d_hi = dphi(lo), dphi(hi)
-    # phi' is linear on [lo, hi] unless a breakpoint sits inside; the secant root is then exact.
-    denom = d_hi - d_lo
-    t = jnp.where(denom > 0, lo - d_lo * (hi - lo) / jnp.where(denom > 0, denom, 1.0), hi)
-    t = jnp.clip(t, lo, hi)
-    return jnp.where(jnp.isfinite(t), t, 0.0)
+    t0 = jnp.ones((), dt)
+    d1, d2, tol = derivs(t0)
+    zero = jnp.zeros((), dt)
+    st = (t0, zero, jnp.full((), jnp.inf, dt), d1, d2, tol, jnp.int32(0), jnp.abs(d1) <= tol)
+    t, lo, hi, d1, d2, tol, k, done = lax.while_loop(cond, body, st)
+    # If the budget ran out, the best bracketed point with phi' <= 0 is still a descent step.
+    t = jnp.where(done, t, jnp.where(d1 <= 0, t, lo))
+    return jnp.where(jnp.isfinite(t) & (t >= 0), t, 0.0)
 
 
 @partial(jax.jit, static_argnames=("max_steps", "rtol", "ridge", "n_update"))
@@ -158,15 +173,54 @@ def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge, n_up
     def hessian_full(a, H_prev, a_prev):
         return jnp.matmul(Z.T, Z * a[:, None], precision=_HI)
 
-    def hessian_update(a, H_prev, a_prev):
+    def hessian_compact(size):
+        # Z_A^T Z_A from the (at most ``size``) active rows gathered first: the cost follows
+        # the active-set size instead of K (late Newton steps keep a few hundred of 2500).
+        def f(a, H_prev, a_prev):
+            idx = jnp.nonzero(a > 0, size=size, fill_value=0)[0]
+            ok = (jnp.arange(size) < jnp.sum(a > 0)).astype(dt)
+            rows = Z[idx] * ok[:, None]
+            return jnp.matmul(rows.T, rows, precision=_HI)
+        return f
+
+    def hessian_update(size):
         # Later Newton steps change the active set by a few points only: add/remove their
-        # outer products instead of recomputing Z_A^T Z_A over all K points.
-        changed = a != a_prev
-        idx = jnp.nonzero(changed, size=n_update, fill_value=0)[0]
-        ok = jnp.arange(n_update) < jnp.sum(changed)
-        rows = Z[idx] * ok[:, None].astype(dt)
-        sgn = (a[idx] - a_prev[idx]).astype(dt)
-        return H_prev + jnp.matmul(rows.T, rows * sgn[:, None], precision=_HI)
+        # outer products to the previous Hessian instead of recomputing it.
+        def f(a, H_prev, a_prev):
+            changed = a != a_prev
+            idx = jnp.nonzero(changed, size=size, fill_value=0)[0]
+            ok = jnp.arange(size) < jnp.sum(changed)
+            rows = Z[idx] * ok[:, None].astype(dt)
+            sgn = (a[idx] - a_prev[idx]).astype(dt)
+            return H_prev + jnp.matmul(rows.T, rows * sgn[:, None], precision=_HI)
+        return f
+
+    # Branch sizes (rows touched); the cheapest applicable branch runs (unbatched callers only).
+    tiers = sorted({min(K, max(8, (K + t - 1) // t)) for t in (16, 8, 4, 2)})
+    if n_update:
+        branches = [hessian_update(n_update)]
+        limits_upd = [n_update]
+        for t in tiers:
+            if t > n_update:
+                branches.append(hessian_update(t))
+                limits_upd.append(t)
+        n_upd_branches = len(branches)
+        for t in tiers:
+            branches.append(hessian_compact(t))
+        branches.append(hessian_full)
+        sizes_upd = jnp.asarray(limits_upd, jnp.int32)
+        sizes_cmp = jnp.asarray(tiers, jnp.int32)
+
+    def hessian(a, H_prev, a_prev):
+        if not n_update:
+            return hessian_full(a, H_prev, a_prev)
+        n_changed = jnp.sum(a != a_prev).astype(jnp.int32)
+        n_active = jnp.sum(a > 0).astype(jnp.int32)
+        big = jnp.int32(2**30)
+        cost_upd = jnp.where(n_changed <= sizes_upd, sizes_upd, big)
+        cost_cmp = jnp.where(n_active <= sizes_cmp, sizes_cmp, big)
+        costs = jnp.concatenate([cost_upd, cost_cmp, jnp.full((1,), K, jnp.int32)])
+        return lax.switch(jnp.argmin(costs), branches, a, H_prev, a_prev)
 
     def cond(state):
         return (~state["done"]) & (state["k"] < max_steps)
@@ -174,11 +228,7 @@ def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge, n_up
     def body(state):
         w, m, g, xi = state["w"], state["m"], state["g"], state["xi"]
         a = (xi > 0).astype(dt)
-        if n_update:
-            small = jnp.sum(a != state["a"]) <= n_update
-            H0 = lax.cond(small, hessian_update, hessian_full, a, state["H"], state["a"])
-        else:
-            H0 = hessian_full(a, state["H"], state["a"])
+        H0 = hessian(a, state["H"], state["a"])
         scale = jnp.trace(H0) / (n + 1)
         H = H0 + (ridge * jnp.where(scale > 0, scale, 1.0) + jnp.finfo(dt).tiny) * eye
         # LU rather than Cholesky: XLA's CPU Cholesky slows down sharply past 128 unknowns.
