@@ -23,6 +23,7 @@ if __name__ == "__main__":  # pin BLAS/XLA threads before numpy/jax are imported
 
     single_thread_env()
 
+import os  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -208,6 +209,68 @@ def ref_mftma(manifolds, kappa, n_t, rng, n_reps=10, solver="cvxopt", V11=None, 
 # Benchmark
 
 
+def _status_mb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise OSError(field)
+
+
+def call_peak_mb(fn):
+    """Extra resident memory of one warm call: the RSS high-water mark during ``fn()`` minus the
+    RSS before it (Linux: the mark is reset through ``/proc/self/clear_refs``); nan elsewhere."""
+    import gc
+
+    import jax
+
+    gc.collect()
+    try:
+        before = _status_mb("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        jax.block_until_ready(fn())
+        return _status_mb("VmHWM") - before
+    except OSError:
+        return float("nan")
+
+
+def stage_times(X, kappa, n_t, seed, repeat):
+    """CPU seconds of the pipeline's stages, called as :func:`geomjax.manifold.mftma` calls them."""
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks._common import time_call
+    from geomjax.manifold import fit_center_subspace
+    from geomjax.manifold._mftma import (
+        _anchors_all,
+        _centres,
+        _solver_items,
+        _to_device,
+        reduce_manifolds,
+    )
+
+    P, M, N = X.shape
+    key = jax.random.key(seed)
+    k_fa, k_t = jax.random.split(key)
+    mask = jnp.ones((P, M), bool)
+    Xd, t_in = time_call(lambda: _to_device(X), repeat=repeat)
+    (centers, xbar), t_c = time_call(_centres, Xd, mask, repeat=repeat)
+    fa, t_fa = time_call(lambda: fit_center_subspace(k_fa, centers, None), repeat=repeat)
+    (sD1, _), t_red = time_call(reduce_manifolds, Xd, mask, xbar, fa["V"], "gram", 1,
+                                repeat=repeat)
+    items = _solver_items(None, 0.0, 10_000, 10, X.dtype)
+    _, t_an = time_call(lambda: _anchors_all(k_t, sD1, mask, jnp.full((P,), min(M, N)),
+                                             jnp.asarray(kappa, X.dtype), n_t, "coded", None,
+                                             items, 1), repeat=repeat)
+    return [{"stage": "input to device", "CPU-s": t_in.cpu_s},
+            {"stage": "centres", "CPU-s": t_c.cpu_s},
+            {"stage": f"centre subspace (auto K = {fa['K']}, {fa['n_k_tried']} K fitted, "
+                      "10 restarts each)", "CPU-s": t_fa.cpu_s},
+            {"stage": "reduction (Gram + eigh)", "CPU-s": t_red.cpu_s},
+            {"stage": "samples + anchors + geometry", "CPU-s": t_an.cpu_s}]
+
+
 def _rel(a, b):
     a, b = np.asarray(a, float), np.asarray(b, float)
     return np.abs(a - b) / np.maximum(np.abs(b), 1e-300)
@@ -228,6 +291,7 @@ def run_main(args):
     print(machine_line())
     print(f"data: P={P} M={M} N={N} r=0.5 d=10 kappa={args.kappa} n_t={n_t} seed={args.seed}")
     rss0 = peak_rss_mb()
+    load0 = " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
     # 0. Whole geomjax pipeline first, so the peak RSS after it is geomjax's own high-water mark.
     key = jax.random.key(args.seed)
@@ -238,6 +302,9 @@ def run_main(args):
     else:
         res, t_full = time_call(lambda: mftma(key, X, args.kappa, n_t), repeat=args.repeat)
     peak_geomjax = peak_rss_mb()
+    extra_auto = call_peak_mb(lambda: mftma(key, X, args.kappa, n_t))
+    extra_k0 = call_peak_mb(lambda: mftma(key, X, args.kappa, n_t, K=0))
+    stages = [] if args.smoke else stage_times(X, args.kappa, n_t, args.seed, args.repeat)
     print(f"geomjax mftma: alpha={float(res.capacity):.4f} R={float(res.radius):.4f} "
           f"D={float(res.dimension):.4f} rho={float(res.center_correlation):.4f} K={res.K} "
           f"unconverged={res.n_unconverged}")
@@ -302,7 +369,9 @@ def run_main(args):
     summary = (
         f"P={P}, M={M}, N={N}, r=0.5, d=10, kappa={args.kappa}, n_t={n_t}, seed={args.seed}; "
         "single-threaded (BLAS and XLA pinned to one thread), 2-core machine shared with other "
-        "work, so CPU seconds are the reliable measure.\n\n"
+        "work, so CPU seconds are the reliable measure (load average "
+        f"{load0} before the run, {' / '.join(f'{x:.1f}' for x in os.getloadavg())} after it)."
+        "\n\n"
         f"Reference procedure: K={K_ref}, rho={rho0:.4f}, alpha={1 / np.mean(1 / ref[:, 0]):.4f}, "
         f"R={ref[:, 1].mean():.4f}, D={ref[:, 2].mean():.4f}. geomjax (own keys): "
         f"alpha={float(res.capacity):.4f}, R={float(res.radius):.4f}, "
@@ -310,9 +379,16 @@ def run_main(args):
         f"rho={float(res.center_correlation):.4f}, K={res.K}.\n\n"
         f"Accuracy on the same reduced inputs (max relative error over manifolds):\n\n{acc}\n\n"
         f"Speed (best of {args.repeat}; compile+first is the first call):\n\n{table}\n\n"
-        f"Peak RSS: {peak_geomjax:.0f} MB after the geomjax runs (process with data and imports "
-        f"before them: {rss0:.0f} MB; input array {input_mb:.0f} MB); {peak_rss_mb():.0f} MB "
-        "after the reference procedure.\n"
+        + (f"Stages of the whole call (CPU-s, best of {args.repeat}):\n\n{md_table(stages)}\n\n"
+           if stages else "")
+        + f"Memory: one warm `mftma` call raises the resident set by {extra_auto:.0f} MB (auto K) / "
+        f"{extra_k0:.0f} MB (K=0) above the RSS before it, for a {input_mb:.0f} MB input "
+        "(RSS high-water mark reset before the call; the input itself is already resident). "
+        "Most of it is the one copy of the input that the runtime makes when the NumPy buffer is "
+        "not 64-byte aligned (an aligned float64 input is used in place). Whole-process peak RSS: "
+        f"{peak_geomjax:.0f} MB after the geomjax runs, compilation included (process with data "
+        f"and imports before them: {rss0:.0f} MB); {peak_rss_mb():.0f} MB after the reference "
+        "procedure.\n"
     )
     print(summary)
     record("MFTMA (bench_mftma)", summary, smoke=args.smoke or args.no_record)
