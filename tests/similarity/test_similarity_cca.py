@@ -157,12 +157,13 @@ def test_cca_n_less_than_d_with_regularisation():
     assert 0 < float(r.mean) < 0.99
 
 
+@pytest.mark.parametrize("route", ["cov", "chol"])
 @pytest.mark.parametrize("fn", ["cca", "svcca", "pwcca"])
-def test_svd_and_covariance_routes_agree(fn):
+def test_svd_and_covariance_routes_agree(fn, route):
     x, y = _pair(11, (300, 8, 12))
     x = np.concatenate([x, x[:, :2] + x[:, 2:4]], axis=1)  # rank-deficient: 8 of 10
     f = getattr(sim, fn)
-    a, b = f(x, y, method="svd"), f(x, y, method="cov")
+    a, b = f(x, y, method="svd"), f(x, y, method=route)  # chol falls back: not full rank
     if fn == "pwcca":
         assert float(a.value) == pytest.approx(float(b.value), abs=1e-10)
     else:
@@ -194,3 +195,38 @@ def test_cca_float32():
     r = sim.cca(x.astype(np.float32), y.astype(np.float32))
     assert r.rho.dtype == np.float32
     np.testing.assert_allclose(r.valid_rho, ref.cca_rho(x, y), atol=2e-5)
+
+
+@pytest.mark.parametrize("side", ["x", "y"])
+def test_cholesky_route_matches_svd_route_full_rank(side):
+    from geomjax.similarity import _cca
+
+    x, y = _pair(12, (400, 9, 14))
+    a, b = sim.cca(x, y, method="svd"), sim.cca(x, y, method="chol")
+    assert int(b.rank_x) == 9 and int(b.rank_y) == 14 and int(b.n_components) == 9
+    np.testing.assert_allclose(b.rho, a.rho, atol=1e-10)
+    pa, pb = sim.pwcca(x, y, side=side, method="svd"), sim.pwcca(x, y, side=side)
+    assert float(pb.value) == pytest.approx(float(pa.value), abs=1e-10)
+    assert float(pb.value) == pytest.approx(ref.pwcca_morcos(x, y, side), abs=1e-10)
+    np.testing.assert_allclose(pb.weights, pa.weights, atol=1e-9)
+    # host-BLAS cross-products (eager, CPU) and the XLA ones (the jitted core) agree
+    xa, ya = jax.numpy.asarray(x), jax.numpy.asarray(y)
+    rt = _cca._default_rtol(400, 14, xa.dtype, "cov")
+    xla = _cca._cca_gram_core(xa, ya, 0.0, rt, rt, 1.0, False, "chol", side)
+    assert float(xla.value) == pytest.approx(float(pb.value), abs=1e-12)
+
+
+def test_cholesky_route_refuses_near_singular_side():
+    from geomjax.similarity import _cca
+
+    x, y = _pair(13, (300, 6, 8))
+    g = np.cov(x.T) * 299
+    lf, ok = _cca._cholesky_certified(jax.numpy.asarray(g), 1e-6)
+    assert bool(ok)
+    x2 = np.concatenate([x, x[:, :1] + 1e-9 * x[:, 1:2]], axis=1)  # condition ~1e18
+    xc = x2 - x2.mean(0)
+    _, ok2 = _cca._cholesky_certified(jax.numpy.asarray(xc.T @ xc), 1e-6)
+    assert not bool(ok2)
+    r = sim.cca(x2, y)  # falls back to the rank-revealing eigen-route
+    assert int(r.rank_x) == 6
+    np.testing.assert_allclose(r.valid_rho, sim.cca(x2, y, method="svd").valid_rho, atol=1e-7)
