@@ -47,7 +47,11 @@ from jax import lax
 
 from geomjax._checks import check_manifolds
 from geomjax._types import NotConvergedError, pytree_dataclass, result_dtype
-from geomjax.solvers._bisection import bisection_steps, integer_bisection
+from geomjax.solvers._bisection import (
+    bisection_steps,
+    guided_bisection_steps,
+    integer_bisection,
+)
 from geomjax.solvers._separability import _separability_impl
 
 __all__ = [
@@ -59,6 +63,7 @@ __all__ = [
 ]
 
 _HI = lax.Precision.HIGHEST
+_N_PILOT = 8  # dichotomies bisected plainly to place the guided splits of the others
 
 
 @pytree_dataclass(meta=("n_dichotomies", "confidence", "n_manifolds", "n_features"))
@@ -282,14 +287,30 @@ def _factor_and_residual(key, X, Q):
                      "chunk_size", "warm_start", "n_extra", "factored"),
 )
 def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, block, max_steps,
-                    rtol, ridge, chunk_size, warm_start=True, n_extra=0, factored=False):
+                    rtol, ridge, chunk_size, warm_start=True, n_extra=0, factored=False,
+                    prior=None):
     """Per-dichotomy critical sizes ``n*_d`` by certified bisection on nested projections.
 
     ``X`` is the centred data, or with ``factored=True`` its row-space factor ``A`` and
-    ``n_extra = N - r`` (see :func:`factored_projection`)."""
+    ``n_extra = N - r`` (see :func:`factored_projection`).
+
+    Without ``prior`` each dichotomy is checked at ``n_max`` (censored if not separable) and then
+    bisected over ``(0, n_max]``. With ``prior = (centre, scale)`` (a guess of the distribution
+    of ``n*``) the splits follow that prior (:func:`~geomjax.solvers._bisection.integer_bisection`
+    with ``cdf``), closed brackets are skipped, and ``n_max`` is checked only if the search ends
+    there. The critical sizes are the same either way; only the number of checks changes."""
     dt = X.dtype
     K, N = X.shape
-    num_steps = bisection_steps(n_max)
+    guided = prior is not None
+    num_steps = guided_bisection_steps(n_max) if guided else bisection_steps(n_max)
+    skip = guided and chunk_size == 1
+    if guided:
+        grid = jnp.arange(n_max + 1, dtype=dt)
+        z = (grid + 0.5 - prior[0]) / jnp.maximum(prior[1], 1.0)
+        # A normal guess mixed with a uniform one: cheap near the guess, safe away from it.
+        cdf = 0.8 * jax.scipy.stats.norm.cdf(z) + 0.2 * (grid + 1.0) / (n_max + 1.0)
+    else:
+        cdf = None
     n_update = max(16, (n_cols + 1) // 2) if chunk_size == 1 else 0
     cols = jnp.arange(n_cols)
 
@@ -317,22 +338,42 @@ def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, bloc
             aux = (cert.decided, steps, jnp.where(cert.separable, 0.0, res))
             return cert.separable, aux, w_next
 
-        sep_top, aux_top, _ = check(jnp.int32(n_max), w0)
-        # Censored dichotomies close their bracket at once; their later checks are ignored.
-        lo0 = jnp.where(sep_top, 0, n_max)
         w_init = w0 if warm_start else None
-        bis = integer_bisection(
-            check if warm_start else (lambda n: check(n, w0)[:2]), lo0, jnp.int32(n_max),
-            num_steps, init_state=w_init,
-        )
+        pred = check if warm_start else (lambda n: check(n, w0)[:2])
+        if guided:
+            bis = integer_bisection(pred, jnp.int32(0), jnp.int32(n_max), num_steps,
+                                    init_state=w_init, cdf=cdf, skip_closed=skip)
+            # The bracket assumed separability at n_max: check it only if the search ends there.
+            need_top = bis.hi >= n_max
+            w_top = bis.state if warm_start else w0
+            if skip:
+                def no_check(n, w):
+                    zero = jnp.zeros((), dt)
+                    return jnp.bool_(True), (jnp.bool_(True), jnp.int32(0), zero), w
+
+                sep_top, aux_top, _ = lax.cond(need_top, check, no_check, jnp.int32(n_max),
+                                               w_top)
+            else:
+                sep_top, aux_top, _ = check(jnp.int32(n_max), w_top)
+                sep_top = sep_top | ~need_top
+            top_tested = need_top
+        else:
+            sep_top, aux_top, _ = check(jnp.int32(n_max), w0)
+            # Censored dichotomies close their bracket at once; their later checks are ignored.
+            lo0 = jnp.where(sep_top, 0, n_max)
+            bis = integer_bisection(pred, lo0, jnp.int32(n_max), num_steps, init_state=w_init)
+            top_tested = jnp.bool_(True)
         n_star = jnp.where(sep_top, bis.hi, n_max + 1)
         live = bis.tested_n >= 0
         dec, steps, res = bis.aux
+        aux_top = (aux_top[0] | ~top_tested, jnp.where(top_tested, aux_top[1], 0),
+                   jnp.where(top_tested, aux_top[2], 0.0))
         return dict(
             n_star=n_star,
-            tested_n=jnp.concatenate([jnp.int32(n_max)[None], bis.tested_n]),
+            tested_n=jnp.concatenate([jnp.where(top_tested, n_max, -1)[None].astype(jnp.int32),
+                                      bis.tested_n]),
             n_undecided=(~aux_top[0]).astype(jnp.int32) + jnp.sum(live & ~dec),
-            n_checks=1 + jnp.sum(live).astype(jnp.int32),
+            n_checks=top_tested.astype(jnp.int32) + jnp.sum(live).astype(jnp.int32),
             steps_max=jnp.maximum(aux_top[1], jnp.max(jnp.where(live, steps, 0))),
             steps_sum=aux_top[1] + jnp.sum(jnp.where(live, steps, 0)),
             max_residual=jnp.maximum(
@@ -495,15 +536,31 @@ def empirical_capacity(
     elif low_rank:
         factor = _row_space_factor(jax.random.fold_in(key, 2**31 - 1), X, min(K, N - 1))
     data, n_extra = (X, 0) if factor is None else (factor, N - int(factor.shape[1]))
+    n_pilot = _N_PILOT if (chunk_size == 1 and n_dichotomies > 2 * _N_PILOT) else 0
     while True:
         n_cols = int(math.ceil(hi / block)) * block
-        out = _critical_sizes(
-            keys, data, manifold_index, n_manifolds=P, n_max=hi, n_cols=n_cols,
-            block=int(block), max_steps=int(max_steps), rtol=rtol_, ridge=ridge,
+        kernel = partial(
+            _critical_sizes, manifold_index=manifold_index, n_manifolds=P, n_max=hi,
+            n_cols=n_cols, block=int(block), max_steps=int(max_steps), rtol=rtol_, ridge=ridge,
             chunk_size=int(chunk_size), warm_start=bool(warm_start), n_extra=n_extra,
             factored=factor is not None,
         )
-        out = jax.tree_util.tree_map(np.asarray, out)
+        if n_pilot:
+            # Pilot dichotomies by plain bisection; the rest split their brackets where the
+            # pilot's critical sizes lie (same results, fewer checks: see _critical_sizes).
+            first = jax.tree_util.tree_map(np.asarray, kernel(keys[:n_pilot], data))
+            ns = np.minimum(first["n_star"], hi).astype(float)
+            prior = jnp.asarray([np.median(ns), max(2.0, 1.25 * float(np.std(ns)))], dt)
+            rest = jax.tree_util.tree_map(np.asarray,
+                                          kernel(keys[n_pilot:], data, prior=prior))
+            width = max(first["tested_n"].shape[1], rest["tested_n"].shape[1])
+            for part in (first, rest):
+                t = part["tested_n"]
+                part["tested_n"] = np.pad(t, ((0, 0), (0, width - t.shape[1])),
+                                          constant_values=-1)
+            out = {k: np.concatenate([first[k], rest[k]], axis=0) for k in first}
+        else:
+            out = jax.tree_util.tree_map(np.asarray, kernel(keys, data))
         n_star = out["n_star"]
         n_sep_top = int(np.sum(n_star <= hi))
         if not auto or n_sep_top >= u_rank or hi >= N:

@@ -24,7 +24,7 @@ from jax import lax
 
 from geomjax._types import pytree_dataclass
 
-__all__ = ["BisectionResult", "bisection_steps", "integer_bisection"]
+__all__ = ["BisectionResult", "bisection_steps", "guided_bisection_steps", "integer_bisection"]
 
 
 @pytree_dataclass
@@ -59,12 +59,27 @@ def bisection_steps(width: int) -> int:
     return 0 if width <= 1 else int(math.ceil(math.log2(width)))
 
 
+def guided_bisection_steps(width: int) -> int:
+    """Evaluations that close a bracket of ``width`` integers in the worst case when every test
+    point keeps at least a quarter of the bracket on each side (guided splits, see
+    :func:`integer_bisection`'s ``cdf``)."""
+    if width < 0:
+        raise ValueError(f"`width` must be >= 0 (hi >= lo); got {width}.")
+    steps = 0
+    while width > 1:
+        width -= max(1, width // 4)
+        steps += 1
+    return steps
+
+
 def integer_bisection(
     predicate: Callable[..., tuple],
     lo,
     hi,
     num_steps: int,
     init_state: Any = None,
+    cdf=None,
+    skip_closed: bool = False,
 ) -> BisectionResult:
     """Threshold of a monotone integer predicate by a fixed-length ``lax.scan`` bisection.
 
@@ -80,6 +95,14 @@ def integer_bisection(
         lo, hi: int scalars (may be traced), ``lo < hi``.
         num_steps: static step count; use :func:`bisection_steps` of the widest bracket.
         init_state: optional pytree carried from step to step (see ``predicate``).
+        cdf: optional ``(n_grid,)`` non-decreasing prior CDF of the threshold over the integers
+            ``0..n_grid-1``. Each test point then splits the bracket's prior mass in two (the
+            smallest ``n`` with ``cdf[n] >= (cdf[lo] + cdf[hi]) / 2``), kept at least a quarter
+            of the bracket from either end, so a concentrated prior needs about its entropy in
+            evaluations on average; size ``num_steps`` with :func:`guided_bisection_steps`.
+        skip_closed: run the predicate under ``lax.cond`` so a closed bracket costs nothing
+            (unbatched callers; under ``vmap`` both branches would run). The skipped steps'
+            ``aux`` is zeros.
 
     Returns:
         :class:`BisectionResult`.
@@ -91,18 +114,46 @@ def integer_bisection(
 
     stateful = init_state is not None
 
+    if cdf is not None:
+        cdf = jnp.asarray(cdf)
+        grid = jnp.arange(cdf.shape[0], dtype=jnp.int32)
+
+    def pick(lo, hi):
+        if cdf is None:
+            return (lo + hi) // 2
+        a = jnp.maximum(1, (hi - lo) // 4)
+        c_lo = cdf[jnp.clip(lo, 0, cdf.shape[0] - 1)]
+        c_hi = cdf[jnp.clip(hi, 0, cdf.shape[0] - 1)]
+        target = 0.5 * (c_lo + c_hi)
+        first = jnp.min(jnp.where((cdf >= target) & (grid > lo), grid, hi))
+        return jnp.clip(first, lo + a, hi - a)
+
+    def call(mid, state):
+        if stateful:
+            return predicate(mid, state)
+        return (*predicate(mid), state)
+
     def step(carry, _):
         lo, hi, state = carry
         open_ = hi - lo > 1
-        mid = jnp.where(open_, (lo + hi) // 2, hi)
+        mid = jnp.where(open_, pick(lo, hi), hi)
+        if skip_closed:
+            out_shape = jax.eval_shape(call, mid, state)
+
+            def skip(mid, state):
+                v, aux, _ = jax.tree_util.tree_map(
+                    lambda s: jnp.zeros(s.shape, s.dtype), out_shape
+                )
+                return v, aux, state
+
+            verdict, aux, new_state = lax.cond(open_, call, skip, mid, state)
+        else:
+            verdict, aux, new_state = call(mid, state)
         if stateful:
-            verdict, aux, new_state = predicate(mid, state)
             # A closed bracket's verdicts are ignored, and so is its state.
             state = jax.tree_util.tree_map(
                 lambda a, b: jnp.where(open_, a, b), new_state, state
             )
-        else:
-            verdict, aux = predicate(mid)
         verdict = jnp.asarray(verdict, bool)
         new_hi = jnp.where(open_ & verdict, mid, hi)
         new_lo = jnp.where(open_ & ~verdict, mid, lo)

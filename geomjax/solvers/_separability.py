@@ -204,7 +204,6 @@ def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge, n_up
             if t > n_update:
                 branches.append(hessian_update(t))
                 limits_upd.append(t)
-        n_upd_branches = len(branches)
         for t in tiers:
             branches.append(hessian_compact(t))
         branches.append(hessian_full)
