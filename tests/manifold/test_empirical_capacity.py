@@ -202,3 +202,69 @@ def test_ragged_manifolds():
     assert res.n_manifolds == P
     # Moving points between the first two manifolds changes which points share a label.
     assert not np.array_equal(res.n_star, run(X).n_star)
+
+
+def _low_rank(seed, K, N, r):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((K, r)) @ rng.standard_normal((r, N))
+
+
+def test_row_space_factor_reproduces_the_gram_matrix():
+    from geomjax.manifold._empirical import _row_space_factor
+
+    X = jnp.asarray(_low_rank(0, 40, 300, 7))
+    A = _row_space_factor(jax.random.key(0), X, 30, block=4)
+    assert A.shape == (40, 7)
+    G = np.asarray(X @ X.T)
+    np.testing.assert_allclose(np.asarray(A @ A.T), G, rtol=0, atol=1e-10 * np.abs(G).max())
+    # Canonical (principal-component) factor: another sketch gives the same columns.
+    A2 = _row_space_factor(jax.random.key(1), X, 30, block=5)
+    np.testing.assert_allclose(np.asarray(A2), np.asarray(A), atol=1e-9 * float(np.abs(A).max()))
+    # Full rank above the cap: no factor (the direct projection is used).
+    assert _row_space_factor(jax.random.key(0), jnp.asarray(_low_rank(0, 40, 300, 20)), 12) is None
+
+
+def test_factored_projection_has_the_law_of_the_direct_one():
+    from scipy.stats import ks_2samp
+
+    from geomjax.manifold._empirical import _row_space_factor, factored_projection
+
+    K, N, r, C = 6, 50, 3, 4096
+    X = jnp.asarray(_low_rank(2, K, N, r))
+    A = _row_space_factor(jax.random.key(0), X, 10)
+    Yf = np.asarray(factored_projection(jax.random.key(1), A, N - A.shape[1], C, 16))
+    Yd = np.asarray(X @ nested_projection(jax.random.key(2), N, C, 16, jnp.float64))
+    # E[y y^T] = X X^T / N for unit-norm Gaussian directions.
+    G = np.asarray(X @ X.T) / N
+    for Y in (Yf, Yd):
+        np.testing.assert_allclose(Y @ Y.T / C, G, atol=6 * np.abs(G).max() / np.sqrt(C))
+    # Same distribution of the projected points (two-sample KS on two coordinates).
+    for j in (0, 3):
+        assert ks_2samp(Yf[j], Yd[j]).pvalue > 1e-3
+    # The chi-square part matters: without it the norms would be too large.
+    Yn = np.asarray(factored_projection(jax.random.key(1), A, 0, C, 16))
+    assert ks_2samp(Yn[0], Yd[0]).pvalue < 1e-6
+
+
+def test_low_rank_path_certified_thresholds():
+    from geomjax.manifold._empirical import _row_space_factor, factored_projection
+
+    X = small(0.5, 2)  # rank <= P (d + 1) = 48 < N = 64
+    res = run(X, low_rank=True)
+    direct = run(X, low_rank=False)
+    assert int(res.n_undecided) == 0
+    lo, hi = np.asarray(res.alpha_ci)
+    lo_d, hi_d = np.asarray(direct.alpha_ci)
+    assert lo <= hi_d and lo_d <= hi
+    key = jax.random.key(0)
+    Xc = X.reshape(P * M, N) - X.reshape(P * M, N).mean(0)
+    A = _row_space_factor(jax.random.fold_in(key, 2**31 - 1), jnp.asarray(Xc), N - 1)
+    assert A.shape[1] < N
+    n_star = np.asarray(res.n_star)
+    for d in range(3):
+        k_lab, k_proj = jax.random.split(jax.random.fold_in(key, d))
+        y = np.repeat(np.asarray(balanced_dichotomy(k_lab, P)), M).astype(float)
+        Y = np.asarray(factored_projection(k_proj, A, N - A.shape[1], 48, 16))
+        ns = int(n_star[d])
+        assert lp_separable(Y[:, :ns], y)
+        assert not lp_separable(Y[:, : ns - 1], y)

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from geomjax.solvers import bisection_steps, integer_bisection
+from geomjax.solvers._bisection import guided_bisection_steps
 
 
 @jax.jit
@@ -68,3 +69,40 @@ def test_bisection_steps():
         bisection_steps(-1)
     with pytest.raises(ValueError, match="num_steps"):
         integer_bisection(lambda n: (n > 0, ()), 0, 4, -1)
+
+
+@jax.jit
+def _find_guided(threshold, lo, hi, centre):
+    grid = jnp.arange(257.0)
+    cdf = jax.scipy.stats.norm.cdf((grid - centre) / 5.0)
+    return integer_bisection(lambda n: (n >= threshold, n), lo, hi, guided_bisection_steps(256),
+                             cdf=cdf, skip_closed=True)
+
+
+@given(threshold=st.integers(1, 256), lo=st.integers(0, 255), centre=st.integers(0, 256))
+def test_guided_splits_find_the_same_threshold(threshold, lo, centre):
+    # Any prior (even a wrong one) gives the same threshold within the guided step budget.
+    hi = 256
+    lo = min(lo, threshold - 1)
+    res = _find_guided(threshold, lo, hi, float(centre))
+    assert int(res.hi) == threshold and bool(res.closed)
+    tested = np.asarray(res.tested_n)
+    live = tested >= 0
+    assert np.all((tested[live] > lo) & (tested[live] < hi))
+    np.testing.assert_array_equal(np.asarray(res.verdicts)[live], tested[live] >= threshold)
+    # Skipped steps return zeros as aux.
+    assert np.all(np.asarray(res.aux)[~live] == 0)
+
+
+def test_guided_splits_need_fewer_checks_near_the_guess():
+    plain = _find(130, 0, 256)
+    guided = _find_guided(130, 0, 256, 128.0)
+    n_plain = int((np.asarray(plain.tested_n) >= 0).sum())
+    n_guided = int((np.asarray(guided.tested_n) >= 0).sum())
+    assert int(guided.hi) == 130 and n_guided < n_plain
+
+
+def test_guided_bisection_steps():
+    assert [guided_bisection_steps(w) for w in (0, 1, 2, 4, 112)] == [0, 0, 1, 3, 16]
+    with pytest.raises(ValueError, match="width"):
+        guided_bisection_steps(-1)
