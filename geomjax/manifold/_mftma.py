@@ -416,13 +416,17 @@ def _anchors_all(key, sD1, mask, dims, kappa, n_t, forms, chunk_size, solver_ite
     P, M, D1 = sD1.shape
     keys = jax.random.split(key, P)
     if t_given is None:
-        # One key per sample: the draw does not depend on chunking or batching. Drawn for all
-        # manifolds at once, before the per-manifold loop (the same numbers, at a third of the
-        # cost of drawing them inside it on CPU).
-        t_given = jax.vmap(lambda k: jax.vmap(
-            lambda kk: jax.random.normal(kk, (D1,), sD1.dtype))(jax.random.split(k, n_t)))(keys)
+        t_given = jnp.zeros((P, 0, D1), sD1.dtype)
 
-    def one(k, S, pm, d, t):
+    def one(k, S, pm, d, tg):
+        if tg.shape[0]:
+            t = tg
+        else:
+            # One key per sample: the draw does not depend on chunking or batching. (Drawn here,
+            # per manifold, exactly as geomjax.distributed draws it: a draw vectorised over
+            # manifolds may differ in the last bit.)
+            t = jax.vmap(lambda kk: jax.random.normal(kk, (D1,), S.dtype))(
+                jax.random.split(k, n_t))
         cm = (jnp.arange(D1) < d) | (jnp.arange(D1) == D1 - 1)
         return _anchor_geometry_core(S, t, kappa, pm, cm, d.astype(S.dtype), forms, chunk_size,
                                      solver_items)
