@@ -205,7 +205,7 @@ TARGETS = {
         # AdamW (decay 0.85 per epoch, wd 0.05) was worse (34 % valid at epoch 7). Now: fc dropout,
         # SpecAugment-style masks and time shifts, cosine decay, early stopping.
         train=dict(
-            epochs=18,
+            epochs=14,
             batch_size=64,
             learning_rate=1e-3,
             schedule="cosine",
