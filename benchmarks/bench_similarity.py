@@ -159,6 +159,17 @@ def np_svcca(x, y, threshold=0.99):
     return float(np_svcca_cca(*red).mean())
 
 
+def np_svcca_svd(x, y, threshold=0.99):
+    """SVCCA straight from thin SVDs: the kept left singular vectors are already orthonormal
+    bases, so rho are the singular values of ``U_x,k^T U_y,k``."""
+    us = []
+    for a in (x, y):
+        u, s, _ = np.linalg.svd(a - a.mean(0), full_matrices=False)
+        frac = np.cumsum(s**2) / np.sum(s**2)
+        us.append(u[:, : int(np.argmax(frac >= threshold)) + 1])
+    return float(np.linalg.svd(us[0].T @ us[1], compute_uv=False).mean())
+
+
 def np_cca_qr(x, y):
     """Mean canonical correlation from thin QR bases of the centred data (anatome's route)."""
     qx = np.linalg.qr(x - x.mean(0))[0]
@@ -349,8 +360,10 @@ def bench_pair(args, sim, jnp):
             f32=False,
         )
     if "svcca" in want:
+        svd_peers = [(f"NumPy thin SVD + SVD values, {dt}", dt, partial(np_svcca_svd, a, b), 1e-6)
+                     for dt, a, b in (("f64", x, y), ("f32", x32, y32))]
         run("SVCCA-99 %", lambda: np_svcca(x, y), lambda a, b: sim.svcca(a, b).mean, 1e-6,
-            f32=False)
+            svd_peers, f32=False)
     if "pwcca" in want:
         run("PWCCA (X side)", lambda: np_pwcca(x, y), lambda a, b: sim.pwcca(a, b).value, 1e-6,
             qr_peers_pw, f32=False)
