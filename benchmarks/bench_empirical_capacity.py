@@ -17,8 +17,12 @@ QP. Every reference QP at ``n <= --full-below`` is re-decided by ``geomjax.solve
 and the verdicts must agree before any speed is reported.
 
 geomjax: ``empirical_capacity`` (nested projections, per-dichotomy certified bisection) on the
-same data, default bracket (``2 P`` features), plus the mean-field capacity
-(``geomjax.manifold.mftma``) of the same data as the agreement target.
+same data, default settings (bracket ``2 P`` features; projections sampled exactly from the
+data's row-space factor when its numerical rank is low, as here: rank ``P (d + 1) - 1 = 549``
+of ``N = 5000``; bisection splits guided by 8 pilot dichotomies), plus the mean-field capacity
+(``geomjax.manifold.mftma``) of the same data as the agreement target. Both sides run
+single-threaded (BLAS and XLA pinned to one thread), so process CPU seconds compare fairly on
+a loaded machine; the load average is recorded with the figures.
 
 Run: ``python -m benchmarks.bench_empirical_capacity`` (``--smoke`` for tiny sizes). On a GPU
 machine geomjax runs on the GPU (all dichotomies vmapped); the reference always runs on the CPU.
@@ -153,6 +157,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
+    from benchmarks._common import single_thread_env
+
+    single_thread_env()  # before numpy/jax are imported (no effect if they already are)
+    import os
+
     import jax
     import numpy as np
 
@@ -269,7 +278,9 @@ def main(argv=None):
         f"{speed_wall:.1f}x. Reference QPs at n > {args.full_below} were "
         f"{sampled}. "
         f"Peak RSS after the geomjax runs {rss_geomjax:.0f} MB (data and imports included). "
-        f"CPU total for geomjax incl. compile: {cpu_total:.1f} s."
+        f"CPU total for geomjax incl. compile: {cpu_total:.1f} s. "
+        f"Load average (1, 5, 15 min) at the end: "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs."
     )
     table = md_table(rows)
     print(table)
