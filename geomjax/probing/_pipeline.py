@@ -188,14 +188,16 @@ def _chunked_adam(key, x, labels, chunks, users, init_full, lam1, lam2, lr, *, n
 
     def loss_fn(params, ib, vb):
         ws, bias = params
-        xb = x[ib]
         yb = labels[:, ib]
         z = [bias[p] for p in range(n_probes)]
         for j, ((s, e), u) in enumerate(zip(chunks, users, strict=True)):
-            zj = jnp.einsum("nd,kcd->knc", xb[:, s:e], ws[j], precision=_HI)
+            # gather each chunk's rows directly: no full-row copy that is then sliced
+            wj = ws[j].reshape(-1, ws[j].shape[-1])
+            zj = jnp.einsum("nd,kd->nk", x[ib, s:e], wj, precision=_HI).reshape(
+                -1, len(u), n_classes)
             for r, p in enumerate(u):
-                z[p] = z[p] + zj[r]
-        loss = jax.vmap(_ce, in_axes=(0, 0, None))(jnp.stack(z), yb, vb).sum()
+                z[p] = z[p] + zj[:, r]
+        loss = jax.vmap(_ce, in_axes=(1, 0, None))(jnp.stack(z, 1), yb, vb).sum()
         loss += lam1 * sum(jnp.abs(w).sum() for w in ws)
         if l2 == "squared":
             return loss + lam2 * sum(jnp.sum(w * w) for w in ws)
@@ -431,10 +433,7 @@ def paper_pipeline(
 
     All probes of one call share the minibatch order of their loop; the ALL, control and
     layer-wise probes are trained in one loop and the minimal-set probes in a second one, each
-    probe exactly as :func:`fit_probes` would train it alone (the tests check this). The work
-    runs as a few compiled programs (probes and ordering; a row-major copy of the ordered columns;
-    the minimal-set retraining), compiled once per shape and settings: later calls with the same
-    shapes do not recompile.
+    probe exactly as :func:`fit_probes` would train it alone (the tests check this).
 
     Returns:
         :class:`PipelineResult`; leading axes ``(T, S)`` for batched tasks/seeds. ``.to_frame()``
