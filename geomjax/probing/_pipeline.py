@@ -433,7 +433,10 @@ def paper_pipeline(
 
     All probes of one call share the minibatch order of their loop; the ALL, control and
     layer-wise probes are trained in one loop and the minimal-set probes in a second one, each
-    probe exactly as :func:`fit_probes` would train it alone (the tests check this).
+    probe exactly as :func:`fit_probes` would train it alone (the tests check this). The work
+    runs as a few compiled programs (probes and ordering; a row-major copy of the ordered columns;
+    the minimal-set retraining), compiled once per shape and settings: later calls with the same
+    shapes do not recompile.
 
     Returns:
         :class:`PipelineResult`; leading axes ``(T, S)`` for batched tasks/seeds. ``.to_frame()``
