@@ -27,6 +27,15 @@ How it is measured here:
   median of the ``n*_d``. Its confidence interval is the distribution-free interval for a
   median from binomial order statistics of the ``n_dichotomies`` draws; ``alpha_SIM``'s interval
   is ``P`` over its ends. Each point of the curve carries its binomial standard error.
+* **Exact cheaper projections.** With ``X = A Q^T`` (``Q`` an orthonormal basis of the row
+  space, rank ``r``), ``X w / ||w||`` for a Gaussian ``w`` has the law of
+  ``A z / sqrt(||z||^2 + c)`` with ``z ~ N(0, I_r)`` and ``c ~ chi^2_{N-r}`` independent, so
+  the projections cost ``r / N`` of the direct ones (:func:`factored_projection`). A randomised
+  range finder finds the numerical rank and a canonical ``A`` (principal-component scores)
+  when that is cheap (``low_rank``); otherwise the direct projection is used.
+* **Guided splits.** On CPU, after 8 pilot dichotomies bisected plainly, the others split their
+  brackets where the pilot's critical sizes lie (skipping closed brackets, and checking ``n_max``
+  only when the search ends there): the same critical sizes with fewer checks.
 * **Cheap bracket.** The search runs over ``(0, n_max]`` with ``n_max`` from an estimate of the
   capacity (``1.5 P / capacity_guess``, e.g. the mean-field capacity of
   :func:`geomjax.manifold.mftma`) or ``2 P``, not the full ``N``; it is doubled (up to ``N``) only
@@ -476,8 +485,8 @@ def empirical_capacity(
         low_rank: sample the projections from a row-space factor of the data (exact in
             distribution, see :func:`factored_projection`), at ``rank / N`` of the projection
             cost. ``None`` (default): when a randomised range finder finds the numerical rank
-            cheaply (at most ``N / 2`` and 1/8 of all projection columns, so a failed attempt
-            costs at most 1/8 of the projections); ``True``: whenever the rank is below ``N``;
+            cheaply (at most ``N / 2`` and 1/4 of all projection columns, so a failed attempt
+            costs at most 1/4 of the projections); ``True``: whenever the rank is below ``N``;
             ``False``: never. Either way the outcome is a draw from the same distribution, but
             not the same draw.
         strict: raise :class:`~geomjax._types.NotConvergedError` if any check was undecided.
@@ -530,7 +539,7 @@ def empirical_capacity(
     factor = None
     if low_rank is None:
         n_cols0 = int(math.ceil(hi / block)) * block
-        max_rank = min(K, N // 2, n_dichotomies * n_cols0 // 8)
+        max_rank = min(K, N // 2, n_dichotomies * n_cols0 // 4)
         if max_rank >= 1:
             factor = _row_space_factor(jax.random.fold_in(key, 2**31 - 1), X, max_rank)
     elif low_rank:

@@ -29,9 +29,12 @@ combination at 0. Both verdicts therefore come from one problem:
 Minimisation is the generalised (semismooth) Newton method for the L2-loss SVM (Keerthi &
 DeCoste, JMLR 2005, "A modified finite Newton method for fast solution of large scale linear
 SVMs"): the Hessian ``Z_A^T Z_A`` over the active set ``A = {xi > 0}`` (a small ridge keeps it
-invertible), and an exact line search over the piecewise-quadratic restriction, found by sorting
-its breakpoints. The method terminates finitely in exact arithmetic; in practice it takes 5-20
-steps, each a batched ``(n+1) x K x (n+1)`` product, so it vectorises well over dichotomies.
+invertible), and an exact line search over the piecewise-quadratic restriction (safeguarded
+Newton on its piecewise-linear derivative: exact once on the right piece, usually at the first
+try). The method terminates finitely in exact arithmetic; in practice it takes 5-20 steps, each
+an ``(n+1) x K x (n+1)`` product, so it vectorises well over dichotomies. Unbatched, the
+Hessian is built from the gathered active rows only, or updated by the rows whose activity
+changed, whichever touches fewer rows (a few hundred of thousands late in the iteration).
 
 This is the separability check of the empirical manifold capacity alpha_SIM (Chung, Lee &
 Sompolinsky, PRX 2018; Stephenson et al., NeurIPS 2019, simulated capacity), where the reference
@@ -137,9 +140,11 @@ def _exact_line_search(m, q, valid, max_iter: int = 60):
 
 @partial(jax.jit, static_argnames=("max_steps", "rtol", "ridge", "n_update"))
 def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge, n_update=0):
-    """Core solver. ``n_update > 0`` updates the active-set Hessian by the outer products of at
-    most that many changed points (``lax.cond`` fallback to a full product): a saving when run
-    unbatched; under ``vmap`` both branches would run, so batched callers keep it 0."""
+    """Core solver. ``n_update > 0`` (unbatched callers) builds the active-set Hessian by the
+    cheapest of: a rank update by the changed points (buffers of ``n_update`` rows and up to
+    ``K / 2``), the gathered active rows (buffers of ``K / 16`` to ``K / 2``), or the full
+    product, chosen by ``lax.switch``; under ``vmap`` every branch would run, so batched callers
+    keep it 0 (full product)."""
     dt = points.dtype
     eps = jnp.finfo(dt).eps
     K, n = points.shape
