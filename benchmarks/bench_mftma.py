@@ -381,8 +381,9 @@ def run_main(args):
         f"Speed (best of {args.repeat}; compile+first is the first call):\n\n{table}\n\n"
         + (f"Stages of the whole call (CPU-s, best of {args.repeat}):\n\n{md_table(stages)}\n\n"
            if stages else "")
-        + f"Memory: one warm `mftma` call raises the resident set by {extra_auto:.0f} MB (auto K) / "
-        f"{extra_k0:.0f} MB (K=0) above the RSS before it, for a {input_mb:.0f} MB input "
+        + "Memory: one warm `mftma` call raises the resident set by "
+        f"{extra_auto:.0f} MB (auto K) / {extra_k0:.0f} MB (K=0) above the RSS before it, for a "
+        f"{input_mb:.0f} MB input "
         "(RSS high-water mark reset before the call; the input itself is already resident). "
         "Most of it is the one copy of the input that the runtime makes when the NumPy buffer is "
         "not 64-byte aligned (an aligned float64 input is used in place). Whole-process peak RSS: "
