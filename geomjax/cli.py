@@ -60,8 +60,12 @@ def _versions() -> dict:
 
     import jax
 
-    out = {"python": platform.python_version(), "platform": platform.platform(),
-           "device": str(jax.devices()[0].device_kind), "backend": jax.default_backend()}
+    out = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(jax.devices()[0].device_kind),
+        "backend": jax.default_backend(),
+    }
     for pkg in ("geomjax", "jax", "jaxlib", "numpy", "scipy", "pandas", "pyarrow"):
         try:
             out[pkg] = md.version(pkg)
@@ -85,8 +89,9 @@ def _write_settings(run: Path, args: argparse.Namespace, extra: dict | None = No
     settings.update(extra or {})
     path = run / "settings.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"settings": settings, "versions": _versions()}, indent=2,
-                              default=str))
+    tmp.write_text(
+        json.dumps({"settings": settings, "versions": _versions()}, indent=2, default=str)
+    )
     tmp.replace(path)
     return path
 
@@ -109,8 +114,13 @@ def _print_table(df, title: str) -> None:
 def _progress():
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
-        "{task.completed}/{task.total}"), TimeElapsedColumn(), transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        transient=False,
+    )
 
 
 def _setup_precision(args) -> None:
@@ -124,10 +134,26 @@ def _setup_precision(args) -> None:
 def _summary_row(res, **labels) -> dict:
     s = res.summary()
     row = dict(labels)
-    row.update({k: s[k] for k in (
-        "capacity", "radius", "dimension", "center_correlation", "residual_center_correlation",
-        "K", "lower_bound", "capacity_ratio", "dimension_ratio", "kappa", "n_t", "forms",
-        "n_unconverged")})
+    row.update(
+        {
+            k: s[k]
+            for k in (
+                "capacity",
+                "radius",
+                "dimension",
+                "center_correlation",
+                "residual_center_correlation",
+                "K",
+                "lower_bound",
+                "capacity_ratio",
+                "dimension_ratio",
+                "kappa",
+                "n_t",
+                "forms",
+                "n_unconverged",
+            )
+        }
+    )
     return row
 
 
@@ -153,12 +179,25 @@ def _load_manifolds(path: str):
 def _add_mftma_options(p) -> None:
     p.add_argument("--kappa", type=float, default=0.0, help="margin (default 0)")
     p.add_argument("--n-t", dest="n_t", type=int, default=200, help="Gaussian samples per manifold")
-    p.add_argument("--K", type=int, default=None,
-                   help="centre directions to remove (default: chosen automatically; 0 = none)")
-    p.add_argument("--n-reps", dest="n_reps", type=int, default=10,
-                   help="random restarts of the centre-subspace search")
-    p.add_argument("--forms", choices=["coded", "paper"], default="coded",
-                   help="radius/dimension formulas: the reference code's or the paper's")
+    p.add_argument(
+        "--K",
+        type=int,
+        default=None,
+        help="centre directions to remove (default: chosen automatically; 0 = none)",
+    )
+    p.add_argument(
+        "--n-reps",
+        dest="n_reps",
+        type=int,
+        default=10,
+        help="random restarts of the centre-subspace search",
+    )
+    p.add_argument(
+        "--forms",
+        choices=["coded", "paper"],
+        default="coded",
+        help="radius/dimension formulas: the reference code's or the paper's",
+    )
     p.add_argument("--seed", type=int, default=0, help="data and analysis seed")
     p.add_argument("--float32", action="store_true", help="analyse in float32 (default float64)")
     p.add_argument("--out", help="run folder (default ./geomjax_runs/<timestamp>)")
@@ -175,9 +214,12 @@ def _figure_single(res, path: Path, title: str) -> Path:
 
     df = res.to_frame()
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for ax, col, agg in zip(axes, ("capacity", "radius", "dimension"),
-                            (float(res.capacity), float(res.radius), float(res.dimension)),
-                            strict=True):
+    for ax, col, agg in zip(
+        axes,
+        ("capacity", "radius", "dimension"),
+        (float(res.capacity), float(res.radius), float(res.dimension)),
+        strict=True,
+    ):
         vals = df[col].to_numpy()
         ax.hist(vals[np.isfinite(vals)], bins=15, color="#4c72b0")
         ax.axvline(agg, color="k", ls="--", lw=1)
@@ -203,26 +245,53 @@ def cmd_mftma(args) -> int:
         X = _load_manifolds(args.input)
         source = args.input
     else:
-        X = synthetic_manifolds(args.seed, args.P, args.M, args.N, radius=args.radius,
-                                dim=args.dim, center_corr=args.center_corr, dtype=dtype)
-        source = (f"synthetic P={args.P} M={args.M} N={args.N} r={args.radius} d={args.dim} "
-                  f"centre-corr={args.center_corr}")
+        X = synthetic_manifolds(
+            args.seed,
+            args.P,
+            args.M,
+            args.N,
+            radius=args.radius,
+            dim=args.dim,
+            center_corr=args.center_corr,
+            dtype=dtype,
+        )
+        source = (
+            f"synthetic P={args.P} M={args.M} N={args.N} r={args.radius} d={args.dim} "
+            f"centre-corr={args.center_corr}"
+        )
     run = _run_dir(args.out)
     with _progress() as prog:
         task = prog.add_task("MFTMA", total=1)
-        if getattr(args, "devices", None) is None and not getattr(args, "multi_host", False) \
-                and not getattr(args, "coordinator", None):
-            res = mftma(jax.random.key(args.seed), X, args.kappa, args.n_t, K=args.K,
-                        n_reps=args.n_reps, forms=args.forms)
+        if (
+            getattr(args, "devices", None) is None
+            and not getattr(args, "multi_host", False)
+            and not getattr(args, "coordinator", None)
+        ):
+            res = mftma(
+                jax.random.key(args.seed),
+                X,
+                args.kappa,
+                args.n_t,
+                K=args.K,
+                n_reps=args.n_reps,
+                forms=args.forms,
+            )
         else:
             # anchor problems sharded over the requested devices; the same key as the
             # single-device call, so the result is the same
             from geomjax.distributed import memory_budget_from_args, mesh_from_args, mftma_sweep
 
-            res = mftma_sweep(jax.random.key(args.seed)[None], [X], args.kappa, args.n_t,
-                              K=args.K, n_reps=args.n_reps, forms=args.forms,
-                              mesh=mesh_from_args(args),
-                              memory_budget=memory_budget_from_args(args))[0]
+            res = mftma_sweep(
+                jax.random.key(args.seed)[None],
+                [X],
+                args.kappa,
+                args.n_t,
+                K=args.K,
+                n_reps=args.n_reps,
+                forms=args.forms,
+                mesh=mesh_from_args(args),
+                memory_budget=memory_budget_from_args(args),
+            )[0]
         prog.advance(task)
     summary = _summary_row(res, data=source)
     import pandas as pd
@@ -238,17 +307,25 @@ def cmd_mftma(args) -> int:
 
 @subcommand("mftma")
 def add_mftma(sub) -> None:
-    p = sub.add_parser("mftma", help="MFTMA capacity/radius/dimension of one manifold set",
-                       description="Mean-field manifold analysis (capacity, radius, dimension, "
-                                   "centre correlation) of a synthetic set or of --input.")
+    p = sub.add_parser(
+        "mftma",
+        help="MFTMA capacity/radius/dimension of one manifold set",
+        description="Mean-field manifold analysis (capacity, radius, dimension, "
+        "centre correlation) of a synthetic set or of --input.",
+    )
     p.add_argument("--input", help=".npy (P, M, N) array or .npz of (M, N) manifold arrays")
     p.add_argument("--P", type=int, default=50, help="manifolds (synthetic)")
     p.add_argument("--M", type=int, default=50, help="points per manifold (synthetic)")
     p.add_argument("--N", type=int, default=5000, help="features (synthetic)")
     p.add_argument("--radius", type=float, default=0.5, help="cloud radius / centre norm")
     p.add_argument("--dim", type=int, default=10, help="intrinsic dimension of each cloud")
-    p.add_argument("--center-corr", dest="center_corr", type=float, default=0.0,
-                   help="strength of a shared low-rank centre component")
+    p.add_argument(
+        "--center-corr",
+        dest="center_corr",
+        type=float,
+        default=0.0,
+        help="strength of a shared low-rank centre component",
+    )
     _add_mftma_options(p)
     p.set_defaults(func=cmd_mftma)
 
@@ -267,7 +344,8 @@ for _name, _add in _EXPERIMENT_COMMANDS.items():
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="geomjax", description="How speech networks untangle information, layer by layer.")
+        prog="geomjax", description="How speech networks untangle information, layer by layer."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS.values():
         add(sub)

@@ -537,7 +537,8 @@ def cmd_reproduce(a) -> int:
         cache_dir=a.cache_dir,
     )
     print(
-        f"run folder: {run.root}\n  report: {run.root / 'report.html'}\n  tables: {run.root / 'tables'}"
+        f"run folder: {run.root}\n  report: {run.root / 'report.html'}\n"
+        f"  tables: {run.root / 'tables'}"
     )
     return 0
 

@@ -32,7 +32,7 @@ def layer_curves(
     order = list(dict.fromkeys(df[x].tolist()))
     pos = {v: i for i, v in enumerate(order)}
     groups = [(None, df)] if hue is None else list(df.groupby(hue, sort=False))
-    for ax, m in zip(axes[0], metrics):
+    for ax, m in zip(axes[0], metrics, strict=False):
         for name, g in groups:
             xs = np.array([pos[v] for v in g[x]])
             o = np.argsort(xs)
@@ -59,8 +59,14 @@ def layer_curves(
 
 
 def heatmap(
-    mat, row_labels: Sequence[str], col_labels: Sequence[str] | None = None, title: str = "",
-    vmin: float = 0.0, vmax: float = 1.0, ax=None, annotate: bool | None = None,
+    mat,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str] | None = None,
+    title: str = "",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    ax=None,
+    annotate: bool | None = None,
 ):
     """A similarity matrix as an image (rows top to bottom), values annotated when small."""
     mat = np.asarray(mat, dtype=float)
@@ -81,8 +87,15 @@ def heatmap(
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
                 if np.isfinite(mat[i, j]):
-                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=5,
-                            color="w" if mat[i, j] < 0.6 * vmax else "k")
+                    ax.text(
+                        j,
+                        i,
+                        f"{mat[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=5,
+                        color="w" if mat[i, j] < 0.6 * vmax else "k",
+                    )
     if own:
         fig.colorbar(im, ax=ax, fraction=0.046)
         fig.tight_layout()
@@ -95,7 +108,7 @@ def heatmap_grid(mats: dict[str, tuple], suptitle: str = ""):
     n = len(mats)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.0), squeeze=False)
     im = None
-    for ax, (title, (m, rl, cl)) in zip(axes[0], mats.items()):
+    for ax, (title, (m, rl, cl)) in zip(axes[0], mats.items(), strict=False):
         im = heatmap(m, rl, cl, title=title, ax=ax)
     if im is not None:
         fig.colorbar(im, ax=axes[0].tolist(), fraction=0.02)
@@ -105,19 +118,28 @@ def heatmap_grid(mats: dict[str, tuple], suptitle: str = ""):
 
 
 def timestep_curves(
-    df: pd.DataFrame, metrics: Sequence[str], t: str = "time_step", hue: str | None = "layer",
-    boundaries: Sequence[float] = (), suptitle: str | None = None, frame_s: float | None = None,
+    df: pd.DataFrame,
+    metrics: Sequence[str],
+    t: str = "time_step",
+    hue: str | None = "layer",
+    boundaries: Sequence[float] = (),
+    suptitle: str | None = None,
+    frame_s: float | None = None,
 ):
     """Metric vs time step (one line per ``hue``), with vertical lines at word boundaries."""
     n = len(metrics)
     fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.0), squeeze=False)
     groups = [(None, df)] if hue is None else list(df.groupby(hue, sort=False))
     scale = 1.0 if frame_s is None else frame_s
-    for ax, m in zip(axes[0], metrics):
+    for ax, m in zip(axes[0], metrics, strict=False):
         for name, g in groups:
             g = g.sort_values(t)
-            ax.plot(g[t].to_numpy() * scale, g[m].to_numpy(dtype=float), lw=1,
-                    label=None if name is None else str(name))
+            ax.plot(
+                g[t].to_numpy() * scale,
+                g[m].to_numpy(dtype=float),
+                lw=1,
+                label=None if name is None else str(name),
+            )
         for b in boundaries:
             ax.axvline(b * scale, color="k", lw=0.8, ls=":")
         ax.set_xlabel("time (s)" if frame_s else t)

@@ -3,7 +3,7 @@ verdict computed from the tables (never typed in), and the papers' figures.
 
 Verdict rules: a finding is ``reproduced`` when the measured effect has the paper's sign (and,
 where confidence intervals over seeds exist, the intervals do not overlap); ``not reproduced``
-when the model learned its task and the effect is absent or reversed; ``inconclusive`` when the
+when the model learned its task and the effect is absent or reversed; ``not testable`` when the
 model did not learn its task (then no claim about trained representations can be tested) or a
 table is missing.
 """
@@ -48,7 +48,8 @@ def model_learned(run: RunDir, name: str) -> tuple[bool | None, str]:
         ok = acc >= 2 * ch
         return (
             ok,
-            f"{name}: validation accuracy {acc:.1%} after {int(last['epoch'])} epochs (chance {ch:.1%})",
+            f"{name}: validation accuracy {acc:.1%} after {int(last['epoch'])} epochs "
+            f"(chance {ch:.1%})",
         )
     if "val_cer" in m:
         c = float(last["val_cer"])
@@ -84,7 +85,7 @@ def _rise(df, metric) -> tuple[float, str, bool]:
 
 def _verdict(effect_ok: bool, learned: bool | None) -> str:
     if learned is False or learned is None:
-        return "inconclusive"
+        return "not testable"
     return "reproduced" if effect_ok else "not reproduced"
 
 
@@ -116,7 +117,8 @@ def _stephenson(run: RunDir, learned: dict) -> Section:
         ok = d_tr > 0 and sep and d_tr > d_in
         sec.findings.append(
             Finding(
-                "Word-manifold capacity rises across the layers of the trained word network, but not "
+                "Word-manifold capacity rises across the layers of the trained word network, but "
+                "not "
                 "at initialisation.",
                 f"trained: {t_tr}; initial: {t_in} (capacity / lower bound).",
                 _verdict(ok, lw),
@@ -130,11 +132,13 @@ def _stephenson(run: RunDir, learned: dict) -> Section:
         ok = la["capacity_ratio"] < lb["capacity_ratio"]
         sec.findings.append(
             Finding(
-                "Speaker manifolds are less separable in the late layers of the word-trained network "
+                "Speaker manifolds are less separable in the late layers of the word-trained "
+                "network "
                 "than in the same network trained on speakers.",
                 f"speaker capacity at {la['layer']}: word-trained "
                 f"{_fmt(la['capacity_ratio'], la['capacity_ratio_lo'], la['capacity_ratio_hi'])}, "
-                f"speaker-trained {_fmt(lb['capacity_ratio'], lb['capacity_ratio_lo'], lb['capacity_ratio_hi'])}.",
+                "speaker-trained "
+                f"{_fmt(lb['capacity_ratio'], lb['capacity_ratio_lo'], lb['capacity_ratio_hi'])}.",
                 _verdict(bool(ok), None if lw is None or ls is None else (lw and ls)),
             )
         )
@@ -153,8 +157,10 @@ def _stephenson(run: RunDir, learned: dict) -> Section:
         ok = l_["center_correlation"] < f["center_correlation"]
         sec.findings.append(
             Finding(
-                "Centre correlation of word manifolds falls in the late layers of the trained network.",
-                f"{f['layer']} {f['center_correlation']:.3g} -> {l_['layer']} {l_['center_correlation']:.3g}.",
+                "Centre correlation of word manifolds falls in the late layers of the trained "
+                "network.",
+                f"{f['layer']} {f['center_correlation']:.3g} -> "
+                f"{l_['layer']} {l_['center_correlation']:.3g}.",
                 _verdict(bool(ok), lw),
             )
         )
@@ -293,7 +299,8 @@ def _epochs(run: RunDir, sec: Section, learned) -> None:
                 "Word-manifold capacity in the late layers grows over the course of training.",
                 f"{last['layer'].iloc[0]}: capacity/LB by epoch "
                 + ", ".join(
-                    f"{int(a)}: {v:.3g}" for a, v in zip(last["epoch"], last["capacity_ratio"])
+                    f"{int(a)}: {v:.3g}"
+                    for a, v in zip(last["epoch"], last["capacity_ratio"], strict=False)
                 )
                 + f" (Spearman rho {rho:.2f}).",
                 _verdict(bool(ok), learned),
@@ -312,7 +319,7 @@ def _simcap(run: RunDir, sec: Section) -> None:
             Finding(
                 "The mean-field capacity alpha_MFT agrees with the simulated capacity alpha_SIM.",
                 "alpha_SIM could not be measured in this run (no finite estimate).",
-                "inconclusive",
+                "not testable",
             )
         )
     else:
@@ -386,7 +393,8 @@ def _similarity(run: RunDir, learned: dict) -> Section:
                 )[0]
                 sec.findings.append(
                     Finding(
-                        f"{model}: adjacent layers are more similar than distant ones (block structure "
+                        f"{model}: adjacent layers are more similar than distant ones (block "
+                        f"structure "
                         "along the diagonal).",
                         f"mean CKA of adjacent layers {adj:.3f}, of layers 3+ apart {far:.3f}.",
                         _verdict(bool(ok), lr),
@@ -489,7 +497,8 @@ def _probing(run: RunDir, learned: dict) -> Section:
             )
             sec.findings.append(
                 Finding(
-                    f"{name}: for {label}, the top-ranked 20% of neurons keep more accuracy than the "
+                    f"{name}: for {label}, the top-ranked 20% of neurons keep more accuracy than "
+                    f"the "
                     "bottom or random 20%.",
                     f"top {top:.1%}, random {rnd:.1%}, bottom {bottom:.1%}.",
                     "reproduced" if (top >= rnd and top > bottom) else "not reproduced",
@@ -500,7 +509,8 @@ def _probing(run: RunDir, learned: dict) -> Section:
                 frac = m["n_neurons"] / d[d["analysis"] == "oracle"]["n_neurons"].iloc[0]
                 sec.findings.append(
                     Finding(
-                        f"{name}: a small subset of neurons suffices for {label} (minimal set within 1% "
+                        f"{name}: a small subset of neurons suffices for {label} (minimal set "
+                        f"within 1% "
                         "of the ALL probe).",
                         f"chosen set {m['subset']} ({int(m['n_neurons'])} neurons, {frac:.0%}) at "
                         f"{m['accuracy']:.1%} vs ALL {orc:.1%}.",
@@ -531,7 +541,8 @@ def _probing(run: RunDir, learned: dict) -> Section:
                 ok = tr["eer"].min() < ini["eer"].min() and best["layer_index"] >= len(tr) // 2
                 sec.findings.append(
                     Finding(
-                        f"{name}: speaker verification is best from the upper layers of the trained "
+                        f"{name}: speaker verification is best from the upper layers of the "
+                        f"trained "
                         "network, and better than at initialisation.",
                         f"lowest EER {best['eer']:.1%} at {best['layer']} (trained) vs "
                         f"{ini['eer'].min():.1%} (initial).",
@@ -589,11 +600,18 @@ def _nagamine(run: RunDir, learned: dict) -> Section:
             ok = tr["test_accuracy"].iloc[-1] > tr["test_accuracy"].iloc[0]
             sec.findings.append(
                 Finding(
-                    "Linear (LDA) separability of phones increases with depth in the trained network.",
+                    "Linear (LDA) separability of phones increases with depth in the trained "
+                    "network.",
                     "LDA test accuracy, trained: "
-                    + ", ".join(f"{a} {v:.1%}" for a, v in zip(tr["layer"], tr["test_accuracy"]))
+                    + ", ".join(
+                        f"{a} {v:.1%}"
+                        for a, v in zip(tr["layer"], tr["test_accuracy"], strict=False)
+                    )
                     + "; initial: "
-                    + ", ".join(f"{a} {v:.1%}" for a, v in zip(ini["layer"], ini["test_accuracy"]))
+                    + ", ".join(
+                        f"{a} {v:.1%}"
+                        for a, v in zip(ini["layer"], ini["test_accuracy"], strict=False)
+                    )
                     + ".",
                     _verdict(bool(ok), lr),
                 )
@@ -618,7 +636,10 @@ def _nagamine(run: RunDir, learned: dict) -> Section:
                 Finding(
                     "Nodes become more selective to phone classes in deeper layers.",
                     "median coefficient of variation of the class selectivity vectors, trained: "
-                    + ", ".join(f"{a} {v:.3g}" for a, v in zip(tr["layer"], tr["csv_cv_median"]))
+                    + ", ".join(
+                        f"{a} {v:.3g}"
+                        for a, v in zip(tr["layer"], tr["csv_cv_median"], strict=False)
+                    )
                     + "; selectivity clusters (cut 0.5): "
                     + ", ".join(str(int(v)) for v in tr["n_clusters"])
                     + ".",
@@ -646,7 +667,9 @@ def _nagamine(run: RunDir, learned: dict) -> Section:
                     "The spectra of the sample-dependent linear transforms flatten with depth (AUC "
                     "rises): deeper layers apply more diverse transforms.",
                     "mean SLT AUC (ALL), trained: "
-                    + ", ".join(f"{a_} {v:.3g}" for a_, v in zip(a["layer"], a["auc_mean"]))
+                    + ", ".join(
+                        f"{a_} {v:.3g}" for a_, v in zip(a["layer"], a["auc_mean"], strict=False)
+                    )
                     + ".",
                     _verdict(bool(ok), lr),
                 )
@@ -686,7 +709,7 @@ def _training(run: RunDir, learned: dict) -> Section:
         "Models and training",
         intro="Validation metrics per epoch (epoch 0 = initial weights). A model that "
         "did not learn its task makes every claim about its trained "
-        "representations inconclusive.",
+        "representations not testable.",
     )
     for name, (ok, txt) in learned.items():
         state = (
@@ -697,6 +720,58 @@ def _training(run: RunDir, learned: dict) -> Section:
             sec.tables.append((f"train_{name}", run.load_table(f"train_{name}")))
     if run.has_table("corpus"):
         sec.tables.append(("corpus", run.load_table("corpus")))
+    return sec
+
+
+def stage_costs(run: RunDir):
+    """One row per finished stage: wall seconds, process CPU seconds and peak RSS (MB) as its
+    marker recorded them (older markers hold only the wall seconds), plus a total row."""
+    import pandas as pd
+
+    rows = []
+    infos = {p.stem: run.stage_info(p.stem) for p in (run.root / "stages").glob("*.done")}
+    for stem in sorted(infos, key=lambda k: (str(infos[k].get("finished", "")), k)):
+        info = infos[stem]
+        rows.append(
+            {
+                "stage": stem,
+                "wall_s": float(info.get("seconds", np.nan)),
+                "cpu_s": float(info.get("cpu_seconds", np.nan)),
+                "peak_rss_mb": float(info.get("peak_rss_mb", np.nan)),
+                "finished": str(info.get("finished", "")),
+            }
+        )
+    df = pd.DataFrame(rows, columns=["stage", "wall_s", "cpu_s", "peak_rss_mb", "finished"])
+    if len(df):
+        total = {
+            "stage": "total",
+            "wall_s": float(df["wall_s"].sum()),
+            "cpu_s": float(df["cpu_s"].sum(min_count=1)),
+            "peak_rss_mb": float(df["peak_rss_mb"].max()),
+            "finished": "",
+        }
+        df = pd.concat([df, pd.DataFrame([total])], ignore_index=True)
+    return df
+
+
+def _costs(run: RunDir) -> Section:
+    sec = Section(
+        "Run cost per stage",
+        intro=(
+            "Wall-clock and process CPU seconds (user + system) of every stage, and the peak "
+            "resident memory of the process when the stage ended. Stages skipped on a resumed "
+            "run keep the figures of the run that computed them."
+        ),
+    )
+    df = stage_costs(run)
+    if len(df):
+        tot = df.iloc[-1]
+        sec.notes.append(
+            f"Total: {tot['wall_s']:.0f} s wall ({tot['wall_s'] / 60:.1f} min), "
+            f"{tot['cpu_s']:.0f} s CPU, peak RSS {tot['peak_rss_mb']:.0f} MB."
+        )
+        sec.tables.append(("stage_costs", df))
+        sec.markdown_tables = True
     return sec
 
 
@@ -716,4 +791,5 @@ def build_report(run: RunDir, profile) -> Report:
     rep.add(_similarity(run, learned))
     rep.add(_probing(run, learned))
     rep.add(_nagamine(run, learned))
+    rep.add(_costs(run))
     return rep

@@ -45,14 +45,33 @@ def layer_matrix(a: np.ndarray, lengths=None, how: str = "flatten") -> np.ndarra
     raise ValueError(f"`how` must be 'flatten', 'centre' or 'mean'; got {how!r}.")
 
 
-def project_features(x: np.ndarray, n_features: int, seed: int = 0) -> np.ndarray:
-    """``(n, D) -> (n, n_features)``: Gaussian projection with unit-norm rows if
-    ``D > n_features``, zero padding otherwise (float32)."""
+def project_features(
+    x: np.ndarray, n_features: int, seed: int = 0, exact: bool = True
+) -> np.ndarray:
+    """``(n, D) -> (n, n_features)`` float32, preserving the geometry of the ``n`` points.
+
+    * ``D <= n_features``: zero padding (no inner product changes).
+    * ``D > n_features >= n`` and ``exact``: an exact isometric embedding -- the points span at
+      most ``n`` dimensions, so coordinates in an orthonormal basis of their span (``U
+      sqrt(Lambda)`` from the eigendecomposition of the ``n x n`` Gram matrix, in float64) keep
+      every inner product, hence capacity, radius, dimension, centre correlation, D_PR and D_EV
+      of the unprojected layer exactly. This is the limit the papers' random projection
+      approximates (its distances are preserved only in expectation), and it costs one Gram
+      matrix instead of a ``D x n_features`` Gaussian draw and product.
+    * otherwise: Gaussian projection with unit-norm rows (seeded by ``seed``).
+    """
     x = np.asarray(x, np.float32)
     n, D = x.shape
     if D <= n_features:
         out = np.zeros((n, n_features), np.float32)
         out[:, :D] = x
+        return out
+    if exact and n <= n_features:
+        x64 = x.astype(np.float64)
+        lam, U = np.linalg.eigh(x64 @ x64.T)
+        Y = U * np.sqrt(np.clip(lam, 0.0, None))[None, :]
+        out = np.zeros((n, n_features), np.float32)
+        out[:, :n] = Y[:, ::-1]  # largest directions first
         return out
     import jax
     import jax.numpy as jnp

@@ -31,6 +31,14 @@ _FRONT = {
 }
 
 
+def _splice(f: np.ndarray, context: int) -> np.ndarray:
+    """:func:`geomjax.data.splice` of one utterance ``(T, F)`` in NumPy: the same values (edge
+    frames repeat), without one compiled program per utterance length."""
+    T = f.shape[0]
+    g = np.pad(f, [(context, context), (0, 0)], mode="edge")
+    return np.concatenate([g[k : k + T] for k in range(2 * context + 1)], axis=1)
+
+
 def _standardise(x, axes):
     mu = x.mean(axis=axes, keepdims=True)
     sd = x.std(axis=axes, keepdims=True)
@@ -197,8 +205,6 @@ def task_splits(
         )
     utts = corpus.utterances
     if task == "phone":
-        from geomjax.data import splice
-
         classes = corpus.phone_inventory(40)
         feats = _utterance_features(corpus, "log_mel", progress=progress, n_mels=23)
         xs, ys, rows = [], [], []
@@ -209,7 +215,7 @@ def task_splits(
             keep = np.nonzero(lab[:T] >= 0)[0]
             if keep.size == 0:
                 continue
-            xs.append(np.asarray(splice(f[:T], 5))[keep])
+            xs.append(_splice(f[:T], 5)[keep])
             ys.append(lab[keep])
             rows.append(pd.DataFrame({"utt": u, "frame": keep}))
         x = np.concatenate(xs).astype(np.float32)

@@ -4,7 +4,11 @@ analysis sizes.
 * ``tiny`` -- the end-to-end CI check: the tiny corpus, tiny models, a few training steps and
   small manifold sets. Every stage runs and every table is written; nothing is expected to learn.
 * ``default`` -- the synthesised "small" corpus and the reduced ("cpu") models, sized to finish
-  in about half an hour on a 2-core CPU.
+  in under 25 minutes with under 8 GB on an idle 2-core CPU: about 11 minutes of training (step
+  budgets with warm-up + cosine decay) and 8 of analyses (P = M = 16 manifolds embedded exactly
+  in P * M = 256 features, n_t = 100, 3 seeds; DS2 on word, character and phoneme manifolds).
+  Every stage records its wall and CPU seconds in ``stages/<stage>.done`` and the report's cost
+  table.
 * ``full`` -- paper-sized models (published widths) and manifold sets (P = M = 50, 5000
   projected features, n_t = 200, 5 seeds) for one GPU.
 """
@@ -28,6 +32,9 @@ class TrainSpec:
             ``ctc`` (utterances), ``reconstruction`` (utterances).
         preset: model preset; config: further config overrides.
         epochs, batch_size, learning_rate, max_steps_per_epoch: training budget.
+        options: further keyword arguments of :func:`geomjax.models.train` (the recipe:
+            ``schedule``, ``warmup_steps``, ``augment``, ``grad_clip``, ``length_bucket``,
+            ``sortagrad``, ``length_grouped``, ...).
     """
 
     model: str
@@ -38,6 +45,7 @@ class TrainSpec:
     learning_rate: float = 1e-3
     max_steps_per_epoch: int | None = None
     config: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,9 @@ class Profile:
     n_t: int
     seeds: int
     label_types: tuple[str, ...] = ("word", "speaker", "phoneme", "character", "pos")
+    # label types DS2 is analysed on (None: all of ``label_types``); its forward pass over the
+    # 2-s windows costs about 8x the word CNN's on a CPU
+    ds2_label_types: tuple[str, ...] | None = None
     timestep_stride: int = 4  # DS2 per-time-step analysis: every k-th output frame
     timestep_window_s: float = 0.6  # +- around the word centre
     sim_dichotomies: int = 32  # alpha_SIM check
@@ -93,12 +104,31 @@ _TINY_MODELS = {
     ),
 }
 
+# Sized for about 12 minutes of training on an idle 2-core CPU (steps, not epochs, are the
+# budget: warm-up then cosine decay to zero over the run, which learns more per step than a
+# constant rate). Measured costs and accuracies: README / benchmarks/results/cpu-2core.md.
+_COSINE = {"schedule": "cosine"}
+_SEQ = {"length_bucket": 50, "length_grouped": True}
 _DEFAULT_MODELS = {
     "word_cnn_word": TrainSpec(
-        "word_cnn", "word", "cpu", epochs=6, batch_size=64, max_steps_per_epoch=120
+        "word_cnn",
+        "word",
+        "cpu",
+        epochs=6,
+        batch_size=64,
+        learning_rate=2e-3,
+        max_steps_per_epoch=100,
+        options={**_COSINE, "warmup_steps": 50},
     ),
     "word_cnn_speaker": TrainSpec(
-        "word_cnn", "speaker_windows", "cpu", epochs=6, batch_size=64, max_steps_per_epoch=120
+        "word_cnn",
+        "speaker_windows",
+        "cpu",
+        epochs=5,
+        batch_size=64,
+        learning_rate=2e-3,
+        max_steps_per_epoch=70,
+        options={**_COSINE, "warmup_steps": 30},
     ),
     "ds2": TrainSpec(
         "ds2",
@@ -106,18 +136,39 @@ _DEFAULT_MODELS = {
         "cpu",
         epochs=3,
         batch_size=16,
-        max_steps_per_epoch=40,
-        learning_rate=1e-3,
+        max_steps_per_epoch=25,
+        learning_rate=3e-3,
         config={"conv_channels": (8, 8), "rnn_hidden": 128, "rnn_layers": 3},
+        options={**_COSINE, **_SEQ, "warmup_steps": 10, "grad_clip": 5.0, "sortagrad": True},
     ),
     "speaker_cnn": TrainSpec(
-        "speaker_cnn", "speaker", "cpu", epochs=6, batch_size=32, max_steps_per_epoch=150
+        "speaker_cnn",
+        "speaker",
+        "cpu",
+        epochs=4,
+        batch_size=32,
+        learning_rate=2e-3,
+        max_steps_per_epoch=80,
+        options={**_COSINE, "warmup_steps": 30},
     ),
     "phone_mlp": TrainSpec(
-        "phone_mlp", "phone", "cpu", epochs=3, batch_size=256, max_steps_per_epoch=800
+        "phone_mlp",
+        "phone",
+        "cpu",
+        epochs=3,
+        batch_size=256,
+        learning_rate=2e-3,
+        max_steps_per_epoch=800,
+        options={**_COSINE, "warmup_steps": 200},
     ),
     "transformer": TrainSpec(
-        "transformer", "reconstruction", "cpu", epochs=3, batch_size=16, max_steps_per_epoch=40
+        "transformer",
+        "reconstruction",
+        "cpu",
+        epochs=3,
+        batch_size=16,
+        max_steps_per_epoch=15,
+        options={**_SEQ},
     ),
 }
 
@@ -157,7 +208,8 @@ PROFILES: dict[str, Profile] = {
         models=_DEFAULT_MODELS,
         n_classes=16,
         n_examples=16,
-        n_features=1024,
+        n_features=256,  # = P * M: the exact embedding of the points (no projection error)
+        ds2_label_types=("word", "character", "phoneme"),
         n_t=100,
         seeds=3,
         timestep_stride=4,

@@ -1,7 +1,8 @@
 """A self-contained HTML report (figures embedded) and its Markdown twin.
 
 Each section states a paper's claim next to what the run measured, with a plain verdict:
-``reproduced``, ``not reproduced`` or ``inconclusive``, and the evidence behind it.
+``reproduced``, ``not reproduced`` or ``not testable`` (the model behind the claim did not learn
+its task, or the measurement is missing), and the evidence behind it.
 """
 
 from __future__ import annotations
@@ -15,12 +16,19 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["Finding", "Section", "Report"]
+__all__ = ["Finding", "Section", "Report", "VERDICT_LEGEND"]
+
+VERDICT_LEGEND = (
+    "reproduced: the measured effect has the paper's sign (and, where there are confidence "
+    "intervals over seeds, they do not overlap); not reproduced: the model learned its task but "
+    "the effect is absent or reversed; not testable: the model behind the claim did not learn its "
+    "task (or the measurement is missing), so this run cannot test the claim."
+)
 
 _VERDICT_STYLE = {
     "reproduced": "#1b7f3a",
     "not reproduced": "#b3261e",
-    "inconclusive": "#8a6d00",
+    "not testable": "#8a6d00",
 }
 
 
@@ -30,11 +38,13 @@ class Finding:
 
     claim: str
     measured: str
-    verdict: str  # "reproduced" | "not reproduced" | "inconclusive"
+    verdict: str  # "reproduced" | "not reproduced" | "not testable"
 
     def __post_init__(self):
         if self.verdict not in _VERDICT_STYLE:
-            raise ValueError(f"verdict must be one of {sorted(_VERDICT_STYLE)}; got {self.verdict!r}")
+            raise ValueError(
+                f"verdict must be one of {sorted(_VERDICT_STYLE)}; got {self.verdict!r}"
+            )
 
 
 @dataclass
@@ -45,6 +55,20 @@ class Section:
     figures: list[tuple[str, Path]] = field(default_factory=list)  # (caption, png path)
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    markdown_tables: bool = False  # also print the tables in the Markdown report
+
+
+def _md_table(df: pd.DataFrame) -> list[str]:
+    """A DataFrame as Markdown table lines (no optional dependency)."""
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v).replace("|", "/")
+
+    out = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return out
 
 
 class Report:
@@ -67,7 +91,7 @@ class Report:
     # ---------------------------------------------------------------------------------------
     def to_html(self, max_rows: int = 40) -> str:
         e = html.escape
-        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         parts = [
             "<!doctype html><html><head><meta charset='utf-8'>",
             f"<title>{e(self.title)}</title><style>",
@@ -82,11 +106,14 @@ class Report:
         ]
         counts = self.verdict_counts()
         parts.append(
-            "<p>" + ", ".join(
+            "<p>"
+            + ", ".join(
                 f"<span class='v' style='color:{_VERDICT_STYLE[k]}'>{v} {e(k)}</span>"
                 for k, v in counts.items()
-            ) + "</p>"
+            )
+            + "</p>"
         )
+        parts.append(f"<p style='font-size:12px'>{e(VERDICT_LEGEND)}</p>")
         parts.append("<h2>Contents</h2><ol>")
         for i, s in enumerate(self.sections):
             parts.append(f"<li><a href='#s{i}'>{e(s.title)}</a></li>")
@@ -96,12 +123,15 @@ class Report:
             if s.intro:
                 parts.append(f"<p>{e(s.intro)}</p>")
             if s.findings:
-                parts.append("<table><tr><th>paper's claim</th><th>this run</th><th>verdict</th></tr>")
+                parts.append(
+                    "<table><tr><th>paper's claim</th><th>this run</th><th>verdict</th></tr>"
+                )
                 for f in s.findings:
                     parts.append(
                         f"<tr><td style='text-align:left'>{e(f.claim)}</td>"
                         f"<td style='text-align:left'>{e(f.measured)}</td>"
-                        f"<td class='v' style='color:{_VERDICT_STYLE[f.verdict]}'>{e(f.verdict)}</td></tr>"
+                        f"<td class='v' style='color:{_VERDICT_STYLE[f.verdict]}'>"
+                        f"{e(f.verdict)}</td></tr>"
                     )
                 parts.append("</table>")
             for cap, path in s.figures:
@@ -114,7 +144,9 @@ class Report:
                     )
             for cap, df in s.tables:
                 parts.append(f"<details><summary>{e(cap)} ({len(df)} rows)</summary>")
-                parts.append(df.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+                parts.append(
+                    df.head(max_rows).to_html(index=False, float_format=lambda v: f"{v:.4g}")
+                )
                 parts.append("</details>")
             for n in s.notes:
                 parts.append(f"<p><em>{e(n)}</em></p>")
@@ -127,7 +159,7 @@ class Report:
         lines = [f"# {self.title}", ""]
         counts = self.verdict_counts()
         lines.append(", ".join(f"{v} {k}" for k, v in counts.items()))
-        lines.append("")
+        lines += ["", f"_{VERDICT_LEGEND}_", ""]
         for s in self.sections:
             lines += [f"## {s.title}", ""]
             if s.intro:
@@ -136,11 +168,15 @@ class Report:
                 lines += ["| paper's claim | this run | verdict |", "|---|---|---|"]
                 for f in s.findings:
                     lines.append(
-                        f"| {f.claim.replace('|', '/')} | {f.measured.replace('|', '/')} | {f.verdict} |"
+                        f"| {f.claim.replace('|', '/')} | {f.measured.replace('|', '/')} "
+                        f"| {f.verdict} |"
                     )
                 lines.append("")
             for cap, path in s.figures:
                 lines += [f"![{cap}](figures/{Path(path).name})", ""]
+            if s.markdown_tables:
+                for cap, df in s.tables:
+                    lines += [f"**{cap}**", "", *_md_table(df.head(max_rows)), ""]
             for n in s.notes:
                 lines += [f"_{n}_", ""]
         return "\n".join(lines)

@@ -50,6 +50,29 @@ GEOMETRY_METRICS = (
     "d_ev",
 )
 STEPHENSON_MODELS = ("word_cnn_word", "word_cnn_speaker", "ds2")
+_TIMESTEP_SEEDS = 2  # manifold samples of the DS2 per-time-step analysis
+
+
+def _usage() -> tuple[float, float]:
+    """Process CPU seconds (user + system, this process and finished children) and wall time."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime, time.time()
+
+
+def _cost(start: tuple[float, float]) -> dict:
+    """Wall and CPU seconds since ``start`` (from :func:`_usage`) and the peak RSS so far (MB)."""
+    import resource
+
+    cpu, wall = _usage()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {
+        "seconds": round(wall - start[1], 1),
+        "cpu_seconds": round(cpu - start[0], 1),
+        "peak_rss_mb": round(rss, 0),
+    }
 
 
 def _say(msg: str) -> None:
@@ -81,6 +104,9 @@ class Context:
         self._splits: dict = {}
         self._manifolds: dict = {}
         self._inputs: dict = {}
+        self._ckpts: dict = {}
+        self._acts: dict = {}
+        self._word_table = None
 
     # ---- data ---------------------------------------------------------------------------
     @property
@@ -107,6 +133,18 @@ class Context:
             )
         return self._splits[task]
 
+    def word_windows(self, rows) -> tuple[np.ndarray, pd.DataFrame]:
+        """Audio of rows ``rows`` of the 2-s word-window table (``corpus.word_segments`` with the
+        run's seed, the windows the word and speaker tasks train on) and the whole table; only
+        the table is kept, so no stage holds the audio of every window."""
+        if self._word_table is None:
+            _, self._word_table = self.corpus.word_segments(seed=self.seed, duration=2.0)
+        tab = self._word_table
+        t = tab.iloc[np.asarray(rows, np.int64)]
+        n = int(round(2.0 * self.corpus.sample_rate))
+        audio = self.corpus.windows(t["utt"].to_numpy(), t["win_start"].to_numpy() + n // 2, n)
+        return audio, tab
+
     def model_dir(self, name: str) -> Path:
         return self.run.root / "models" / name
 
@@ -118,7 +156,10 @@ class Context:
             raise FileNotFoundError(
                 f"no checkpoints for model {name!r} in {d}; run its training stage first."
             )
-        return load_checkpoint(d, epoch)
+        k = (name, epoch)
+        if k not in self._ckpts:  # loaded once per run (every stage reads the same few)
+            self._ckpts[k] = load_checkpoint(d, epoch)
+        return self._ckpts[k]
 
     def epochs(self, name: str) -> list[int]:
         from geomjax.models import list_checkpoints
@@ -152,6 +193,19 @@ class Context:
                 raise ValueError(f"cannot sample {label_type} manifolds: {last}")
             self._manifolds[k] = ms
         return self._manifolds[k]
+
+    def manifold_acts(self, name: str, epoch: int, label_type: str, rep: int, keep: bool = False):
+        """Activations of model ``name`` at ``epoch`` for manifold set ``(label_type, rep)``;
+        ``keep`` holds them for later stages of this process (the DS2 word windows are read by
+        the layer, time-step and epoch analyses alike)."""
+        k = (name, epoch, label_type, rep)
+        if k in self._acts:
+            return self._acts[k]
+        x, L = self.manifold_inputs(_front(name), label_type, rep)
+        a = _acts(self.checkpoint(name, epoch), x, L)
+        if keep:
+            self._acts[k] = a
+        return a
 
     def manifold_inputs(self, front: str, label_type: str, rep: int):
         k = (front, label_type, rep)
@@ -219,8 +273,8 @@ def stage_train(ctx: Context, name: str) -> None:
     from geomjax import models
 
     spec = ctx.profile.models[name]
+    t0 = _usage()
     sp = ctx.splits(spec.task)
-    t0 = time.time()
     n_classes = len(sp.classes) if spec.task not in ("ctc", "reconstruction") else None
     res = models.train(
         _key(ctx.seed, "train", name),
@@ -236,6 +290,7 @@ def stage_train(ctx: Context, name: str) -> None:
         learning_rate=spec.learning_rate,
         max_steps_per_epoch=spec.max_steps_per_epoch,
         progress=ctx.progress,
+        **dict(spec.options),
     )
     m = res.metrics.copy()
     m.insert(0, "model", name)
@@ -245,7 +300,7 @@ def stage_train(ctx: Context, name: str) -> None:
         m["chance"] = float(np.bincount(sp.valid.labels).max() / len(sp.valid))
     m["n_train"] = len(sp.train)
     ctx.run.save_table(f"train_{name}", m)
-    ctx.run.mark_done(f"train_{name}", {"seconds": round(time.time() - t0, 1)})
+    ctx.run.mark_done(f"train_{name}", _cost(t0))
 
 
 def stage_stephenson(ctx: Context) -> None:
@@ -258,9 +313,15 @@ def stage_stephenson(ctx: Context) -> None:
         ms = ctx.manifolds(lt, rep)
         P, M = ms.shape[:2]
         for name in STEPHENSON_MODELS:
-            x, L = ctx.manifold_inputs(_front(name), lt, rep)
+            if (
+                name == "ds2"
+                and prof.ds2_label_types is not None
+                and lt not in prof.ds2_label_types
+            ):
+                continue
             for weights, epoch in _weights(ctx, name):
-                acts = _acts(ctx.checkpoint(name, epoch), x, L)
+                keep = name == "ds2" and lt == "word" and rep < _TIMESTEP_SEEDS
+                acts = ctx.manifold_acts(name, epoch, lt, rep, keep=keep)
                 how = "centre" if name == "ds2" else "flatten"
                 rows += _layer_rows(
                     ctx,
@@ -294,7 +355,7 @@ def stage_timesteps(ctx: Context) -> None:
 
     prof = ctx.profile
     rows = []
-    reps = range(min(prof.seeds, 2))
+    reps = range(min(prof.seeds, _TIMESTEP_SEEDS))
     bounds = []
     for rep in reps:
         ms = ctx.manifolds("word", rep)
@@ -307,9 +368,8 @@ def stage_timesteps(ctx: Context) -> None:
                 float(np.mean(t["target_end"].to_numpy())) / ms.sample_rate - half_win,
             )
         )
-        x, L = ctx.manifold_inputs("ds2", "word", rep)
         for weights, epoch in _weights(ctx, "ds2"):
-            acts = _acts(ctx.checkpoint("ds2", epoch), x, L)
+            acts = ctx.manifold_acts("ds2", epoch, "word", rep, keep=rep == 0)
             for layer in tqdm(
                 acts.names,
                 desc=f"DS2 time steps ({weights}, seed {rep})",
@@ -364,17 +424,37 @@ def stage_timesteps(ctx: Context) -> None:
     )
 
 
+def _done_rows(ctx: Context, name: str, lt: str, rep: int, epoch: int) -> list | None:
+    """The layer rows the ``stephenson`` stage already measured for this model, label type,
+    manifold sample and epoch (same keys, so the same numbers), or None."""
+    if not ctx.run.has_table("stephenson_layers_raw"):
+        return None
+    df = ctx.run.load_table("stephenson_layers_raw")
+    d = df[
+        (df["model"] == name)
+        & (df["label_type"] == lt)
+        & (df["seed"] == rep)
+        & (df["epoch"] == epoch)
+    ]
+    if not len(d):
+        return None
+    return d.sort_values("layer_index").drop(columns=["weights", "seed"]).to_dict("records")
+
+
 def stage_epochs(ctx: Context) -> None:
     rows = []
     for name, lts in (("word_cnn_word", ("word", "speaker")), ("ds2", ("word",))):
         for lt in lts:
             ms = ctx.manifolds(lt, 0)
             P, M = ms.shape[:2]
-            x, L = ctx.manifold_inputs(_front(name), lt, 0)
             for epoch in tqdm(
                 ctx.epochs(name), desc=f"{name} epochs ({lt})", disable=not ctx.progress
             ):
-                acts = _acts(ctx.checkpoint(name, epoch), x, L)
+                done = _done_rows(ctx, name, lt, 0, epoch)
+                if done is not None:  # initial and final weights: measured by `stephenson`
+                    rows += done
+                    continue
+                acts = ctx.manifold_acts(name, epoch, lt, 0)
                 rows += _layer_rows(
                     ctx,
                     acts,
@@ -384,7 +464,8 @@ def stage_epochs(ctx: Context) -> None:
                     {"model": name, "epoch": epoch, "label_type": lt},
                     0,
                 )
-    ctx.run.save_table("epochs", pd.DataFrame(rows))
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    ctx.run.save_table("epochs", pd.DataFrame(rows, columns=cols))
 
 
 def stage_simcap(ctx: Context) -> None:
@@ -394,10 +475,10 @@ def stage_simcap(ctx: Context) -> None:
     name = "word_cnn_word"
     ms = ctx.manifolds("word", 0)
     P, M = ms.shape[:2]
-    x, L = ctx.manifold_inputs("word_cnn", "word", 0)
     rows = []
     for weights, epoch in _weights(ctx, name):
-        acts = _acts(ctx.checkpoint(name, epoch), x, L)
+        acts = ctx.manifold_acts(name, epoch, "word", 0)
+        done = {r["layer"]: r for r in (_done_rows(ctx, name, "word", 0, epoch) or [])}
         names = acts.names
         pick = sorted({0, len(names) // 2, len(names) - 2})
         for li in tqdm(pick, desc=f"alpha_SIM ({weights})", disable=not ctx.progress):
@@ -406,7 +487,12 @@ def stage_simcap(ctx: Context) -> None:
             X = project_features(A, prof.n_features, seed=_key(ctx.seed, "proj", layer, 0)).reshape(
                 P, M, -1
             )
-            met = manifold_metrics(jax.random.key(_key(ctx.seed, "mftma", layer, 0)), X, prof.n_t)
+            if layer in done:  # alpha_MFT of this very set: measured by `stephenson`
+                met = {"capacity": float(done[layer]["capacity"])}
+            else:
+                met = manifold_metrics(
+                    jax.random.key(_key(ctx.seed, "mftma", layer, 0)), X, prof.n_t
+                )
             sim = simulated_capacity(
                 jax.random.key(_key(ctx.seed, "sim", layer)),
                 X,
@@ -434,11 +520,11 @@ def stage_simcap(ctx: Context) -> None:
 def _sim_inputs(ctx: Context, name: str):
     """Held-out 2-s windows (unseen speakers) for the similarity analysis."""
     prof = ctx.profile
-    audio, tab = ctx.corpus.word_segments(seed=ctx.seed, duration=2.0)
+    _, tab = ctx.word_windows([])
     idx = np.nonzero(tab["split"].to_numpy() == "test")[0]
     rng = np.random.default_rng(_key(ctx.seed, "sim_rows"))
     idx = np.sort(rng.choice(idx, min(prof.sim_samples, idx.size), replace=False))
-    return model_inputs(_front(name), audio[idx], ds2_bins=prof.ds2_bins)
+    return model_inputs(_front(name), ctx.word_windows(idx)[0], ds2_bins=prof.ds2_bins)
 
 
 def _sim_reps(ctx, acts, name):
@@ -528,13 +614,13 @@ def _probe_data(ctx: Context, name: str):
         xtr, ltr = sp.train.inputs[itr], sp.train.lengths[itr]
         xte, lte = sp.test.inputs[ite], sp.test.lengths[ite]
     else:  # the transformer reads 40-band log-Mel frames of the same windows
-        audio, tab = ctx.corpus.word_segments(seed=ctx.seed, duration=2.0)
+        _, tab = ctx.word_windows([])
         key_cols = ["utt", "word_index"]
         pos = {tuple(r): i for i, r in enumerate(tab[key_cols].itertuples(index=False))}
         rtr = [pos[tuple(r)] for r in tr.iloc[itr][key_cols].itertuples(index=False)]
         rte = [pos[tuple(r)] for r in te.iloc[ite][key_cols].itertuples(index=False)]
-        xtr, ltr = model_inputs("transformer", audio[rtr])
-        xte, lte = model_inputs("transformer", audio[rte])
+        xtr, ltr = model_inputs("transformer", ctx.word_windows(rtr)[0])
+        xte, lte = model_inputs("transformer", ctx.word_windows(rte)[0])
     return (xtr, ltr, tr.iloc[itr].reset_index(drop=True)), (
         xte,
         lte,
@@ -551,7 +637,9 @@ def _eer_rows(ctx, feats_te, spk, tag):
     i = rng.integers(0, n, n_trials)
     same = rng.random(n_trials) < 0.5
     by = pd.Series(np.arange(n)).groupby(np.asarray(spk)).apply(list).to_dict()
-    j = np.array([rng.choice(by[spk[a]]) if s else rng.integers(0, n) for a, s in zip(i, same)])
+    j = np.array(
+        [rng.choice(by[spk[a]]) if s else rng.integers(0, n) for a, s in zip(i, same, strict=False)]
+    )
     ok = i != j
     i, j = i[ok], j[ok]
     lab = np.asarray(spk)[i] == np.asarray(spk)[j]
@@ -620,10 +708,10 @@ def stage_probing(ctx: Context) -> None:
             n_classes=max(n_cls),
             epochs=prof.probe_epochs,
         )
+        # tidy tables of the batched result: one block of rows per task (``task`` = its index)
+        frame, dist = r.to_frame(), r.layer_distribution_frame()
         for t, task in enumerate(tasks):
-            # one task's slice of the batched result (every leaf carries the task axis first)
-            rt = jax.tree_util.tree_map(lambda a, t=t: a[t], r)
-            df = rt.to_frame().drop(columns=["task", "seed"])
+            df = frame[frame["task"] == t].drop(columns=["task", "seed"]).reset_index(drop=True)
             lay = df["analysis"] == "layer"
             df.loc[lay, "subset"] = [layers[int(s[1:])] for s in df.loc[lay, "subset"]]
             df["n_classes"] = n_cls[t]
@@ -631,7 +719,7 @@ def stage_probing(ctx: Context) -> None:
             df.insert(0, "weights", weights)
             df.insert(0, "model", name)
             res_rows.append(df)
-            dd = rt.layer_distribution_frame().drop(columns=["task", "seed"])
+            dd = dist[dist["task"] == t].drop(columns=["task", "seed"]).reset_index(drop=True)
             dd["layer"] = [layers[i] for i in dd["layer"]]
             dd.insert(0, "label", task)
             dd.insert(0, "weights", weights)
@@ -807,13 +895,17 @@ def reproduce(
                     continue
                 _say(f"training {name} ({prof.models[name].model}, {prof.models[name].preset})")
                 stage_train(ctx, name)
+            for task in ("word", "speaker_windows", "ctc", "reconstruction"):
+                ctx._splits.pop(task, None)  # no analysis reads these training sets: free them
             continue
         if run.done(st) and not (st == "report" and force_report):
             _say(f"stage {st}: done before, skipped")
             continue
         _say(f"stage {st}")
-        t0 = time.time()
+        t0 = _usage()
         _STAGE_FN[st](ctx)
-        run.mark_done(st, {"seconds": round(time.time() - t0, 1)})
+        run.mark_done(st, _cost(t0))
+        if st not in ("stephenson", "timesteps"):  # the DS2 word activations are read up to here
+            ctx._acts.clear()
     _say(f"finished in {time.time() - t_all:.0f} s: {run.root}")
     return run

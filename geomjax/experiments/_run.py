@@ -22,8 +22,18 @@ import pandas as pd
 __all__ = ["RunDir", "versions"]
 
 _PACKAGES = (
-    "geomjax", "jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-learn", "pandas",
-    "librosa", "datasets", "matplotlib",
+    "geomjax",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "pandas",
+    "librosa",
+    "datasets",
+    "matplotlib",
 )
 
 
@@ -75,7 +85,9 @@ class RunDir:
         spath = self.root / "settings.json"
         if spath.exists():
             old = json.loads(spath.read_text())
-            if settings is not None and old.get("settings") != json.loads(json.dumps(self.settings)):
+            if settings is not None and old.get("settings") != json.loads(
+                json.dumps(self.settings)
+            ):
                 raise ValueError(
                     f"{self.root} holds a run with different settings ({old.get('settings')}); "
                     "use a new --out folder or the same options to resume it."
@@ -84,9 +96,11 @@ class RunDir:
             meta = {
                 "settings": self.settings,
                 "versions": versions(),
-                "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             }
-            _atomic_write(spath, lambda p: Path(p).write_text(json.dumps(meta, indent=2, default=str)))
+            _atomic_write(
+                spath, lambda p: Path(p).write_text(json.dumps(meta, indent=2, default=str))
+            )
 
     # ---- tables -------------------------------------------------------------------------
     def save_table(self, name: str, df: pd.DataFrame) -> Path:
@@ -124,7 +138,7 @@ class RunDir:
 
     def mark_done(self, stage: str, info: dict[str, Any] | None = None) -> None:
         info = dict(info or {})
-        info["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        info["finished"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         _atomic_write(
             self.root / "stages" / f"{stage}.done",
             lambda p: Path(p).write_text(json.dumps(info, default=str)),

@@ -36,7 +36,7 @@ def summarize(
     rows = []
     for key, g in df.groupby(list(by), sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(by, key))
+        row = dict(zip(by, key, strict=False))
         row["n"] = len(g)
         for v in values:
             m, lo, hi = mean_ci(g[v].to_numpy(), level)

@@ -1,5 +1,5 @@
 """Verdicts come from the tables: a rising effect in a model that learned is 'reproduced', the
-reverse 'not reproduced', and anything about a model that did not learn 'inconclusive'."""
+reverse 'not reproduced', and anything about a model that did not learn 'not testable'."""
 
 import pandas as pd
 import pytest
@@ -63,7 +63,7 @@ def _verdict(tmp_path, acc, rise):
     [
         (0.8, True, "reproduced"),
         (0.8, False, "not reproduced"),
-        (0.15, True, "inconclusive"),  # the model did not learn: no claim can be tested
+        (0.15, True, "not testable"),  # the model did not learn: no claim can be tested
     ],
 )
 def test_word_capacity_verdict(tmp_path, acc, rise, expected):

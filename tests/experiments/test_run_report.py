@@ -55,24 +55,74 @@ def test_summarize_groups():
 
 def test_report_embeds_figures_and_verdicts(tmp_path):
     run = RunDir(tmp_path / "r", {})
-    df = pd.DataFrame({"layer": ["c1", "c2", "c1", "c2"], "w": ["init", "init", "trained", "trained"],
-                       "cap": [1.0, 1.1, 1.0, 2.0], "cap_lo": [0.9, 1.0, 0.9, 1.8],
-                       "cap_hi": [1.1, 1.2, 1.1, 2.2]})
+    df = pd.DataFrame(
+        {
+            "layer": ["c1", "c2", "c1", "c2"],
+            "w": ["init", "init", "trained", "trained"],
+            "cap": [1.0, 1.1, 1.0, 2.0],
+            "cap_lo": [0.9, 1.0, 0.9, 1.8],
+            "cap_hi": [1.1, 1.2, 1.1, 2.2],
+        }
+    )
     f1 = run.save_figure("curves", layer_curves(df, ["cap"], hue="w"))
     f2 = run.save_figure("hm", heatmap(np.eye(3), ["a", "b", "c"]))
-    ts = pd.DataFrame({"time_step": [0, 1, 2, 0, 1, 2], "layer": ["x"] * 3 + ["y"] * 3,
-                       "cap": [1, 2, 1, 1, 3, 1.0]})
+    ts = pd.DataFrame(
+        {
+            "time_step": [0, 1, 2, 0, 1, 2],
+            "layer": ["x"] * 3 + ["y"] * 3,
+            "cap": [1, 2, 1, 1, 3, 1.0],
+        }
+    )
     f3 = run.save_figure("ts", timestep_curves(ts, ["cap"], boundaries=[1]))
     for f in (f1, f2, f3):
         assert f.read_bytes()[:4] == b"\x89PNG"
     rep = Report("t", {"seed": 0})
-    rep.add(Section("S", findings=[Finding("c rises", "it rose", "reproduced"),
-                                   Finding("x", "y", "not reproduced")],
-                    figures=[("curves", f1)], tables=[("tab", df)]))
+    rep.add(
+        Section(
+            "S",
+            findings=[
+                Finding("c rises", "it rose", "reproduced"),
+                Finding("x", "y", "not reproduced"),
+            ],
+            figures=[("curves", f1)],
+            tables=[("tab", df)],
+        )
+    )
     h, m = rep.write(run.root)
     text = h.read_text()
     assert "data:image/png;base64," in text and "not reproduced" in text
-    assert rep.verdict_counts() == {"reproduced": 1, "not reproduced": 1, "inconclusive": 0}
+    assert rep.verdict_counts() == {"reproduced": 1, "not reproduced": 1, "not testable": 0}
     assert "| c rises | it rose | reproduced |" in m.read_text()
     with pytest.raises(ValueError, match="verdict"):
         Finding("a", "b", "maybe")
+
+
+def test_project_features_keeps_the_geometry_of_the_points():
+    from geomjax.experiments import project_features
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 3000)).astype(np.float32) + 0.5
+    ref = x.astype(np.float64) @ x.T.astype(np.float64)
+    # n <= n_features < D: exact isometric embedding, every inner product kept
+    y = project_features(x, 64)
+    assert y.shape == (40, 64) and y.dtype == np.float32
+    np.testing.assert_allclose(
+        y.astype(np.float64) @ y.T, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max()
+    )
+    # narrow layers are zero padded
+    z = project_features(x[:, :10], 64)
+    np.testing.assert_array_equal(z[:, :10], x[:, :10])
+    assert not z[:, 10:].any()
+    # more points than features: seeded Gaussian projection (same seed, same result)
+    w = project_features(x, 16, seed=3)
+    assert w.shape == (40, 16)
+    np.testing.assert_array_equal(w, project_features(x, 16, seed=3))
+
+
+def test_phone_frames_are_spliced_like_the_library():
+    from geomjax.data import splice
+    from geomjax.experiments._inputs import _splice
+
+    f = np.random.default_rng(1).standard_normal((37, 23)).astype(np.float32)
+    np.testing.assert_array_equal(_splice(f, 5), np.asarray(splice(f, 5)))
+    np.testing.assert_array_equal(_splice(f[:3], 5), np.asarray(splice(f[:3], 5)))
