@@ -8,7 +8,8 @@
   :class:`DoesNotFitError`;
 * analyses -- :func:`mftma_sweep` (many MFTMA analyses; anchor problems sharded;
   :func:`sweep_frame` tabulates them),
-  :func:`empirical_capacity_sharded` (dichotomies), :func:`cka_matrix_sharded` (pair list; RBF: Gram row blocks),
+  :func:`empirical_capacity_sharded` (dichotomies),
+  :func:`cka_matrix_sharded` (pair list; RBF: Gram row blocks),
   :func:`similarity_matrix_sharded` (CCA/SVCCA/PWCCA: representations and pairs),
   :func:`fit_probes_sharded` (probe grids), :func:`slt_spectra_sharded` (frames, Grams summed
   with ``psum``);

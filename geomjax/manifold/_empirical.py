@@ -502,6 +502,26 @@ def empirical_capacity(
     mans, P, N = _check_settings(manifolds, n_dichotomies, confidence, capacity_guess, n_max, block)
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
+    return _estimate(key, mans, P, N, n_dichotomies, capacity_guess=capacity_guess, n_max=n_max,
+                     center=center, confidence=confidence, block=block, max_steps=max_steps,
+                     rtol=rtol, chunk_size=chunk_size, warm_start=warm_start, low_rank=low_rank,
+                     strict=strict, dtype=dtype)
+
+
+def _run_local(static, keys, data, manifold_index, prior):
+    """Run :func:`_critical_sizes` on this process's default device."""
+    return _critical_sizes(keys, data, manifold_index, prior=prior, **static)
+
+
+def _estimate(key, mans, P, N, n_dichotomies, *, capacity_guess, n_max, center, confidence,
+              block, max_steps, rtol, chunk_size, warm_start, low_rank, strict, dtype,
+              run=_run_local, name="empirical_capacity"):
+    """The estimate of :func:`empirical_capacity` from validated manifolds.
+
+    ``run(static, keys, data, manifold_index, prior)`` evaluates :func:`_critical_sizes` with
+    the keyword settings ``static`` for a batch of dichotomy keys; the sharded form passes a
+    runner that splits ``keys`` over a device mesh, so both compute the same draws, splits and
+    summaries."""
     try:
         key = jnp.asarray(key)
         if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
@@ -513,7 +533,6 @@ def empirical_capacity(
     if not key_ok:
         raise TypeError("`key` must be a single jax.random.key (or legacy PRNGKey); got "
                         f"{type(key).__name__}.")
-
     dt = jnp.dtype(dtype) if dtype is not None else result_dtype(*mans)
     counts = np.array([m.shape[0] for m in mans])
     X = jnp.concatenate([jnp.asarray(m, dt) for m in mans], axis=0)
@@ -548,12 +567,15 @@ def empirical_capacity(
     n_pilot = _N_PILOT if (chunk_size == 1 and n_dichotomies > 2 * _N_PILOT) else 0
     while True:
         n_cols = int(math.ceil(hi / block)) * block
-        kernel = partial(
-            _critical_sizes, manifold_index=manifold_index, n_manifolds=P, n_max=hi,
-            n_cols=n_cols, block=int(block), max_steps=int(max_steps), rtol=rtol_, ridge=ridge,
-            chunk_size=int(chunk_size), warm_start=bool(warm_start), n_extra=n_extra,
-            factored=factor is not None,
+        static = dict(
+            n_manifolds=P, n_max=hi, n_cols=n_cols, block=int(block), max_steps=int(max_steps),
+            rtol=rtol_, ridge=ridge, chunk_size=int(chunk_size), warm_start=bool(warm_start),
+            n_extra=n_extra, factored=factor is not None,
         )
+
+        def kernel(keys_, data_, prior=None, static=static):
+            return run(static, keys_, data_, manifold_index, prior)
+
         if n_pilot:
             # Pilot dichotomies by plain bisection; the rest split their brackets where the
             # pilot's critical sizes lie (same results, fewer checks: see _critical_sizes).
@@ -622,7 +644,7 @@ def empirical_capacity(
     )
     if strict and int(res.n_undecided):
         raise NotConvergedError(
-            f"empirical_capacity: {int(res.n_undecided)} of {n_checks} separability checks were "
+            f"{name}: {int(res.n_undecided)} of {n_checks} separability checks were "
             f"undecided within max_steps={max_steps}; raise max_steps or loosen rtol."
         )
     return res

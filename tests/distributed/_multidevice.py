@@ -110,8 +110,16 @@ def check_empirical():
                                         max_steps=60, mesh=gd.make_mesh(N_DEV))
     dec = ("n_star", "n_tested", "n_checks", "n_undecided", "alpha_sim", "alpha_ci", "fraction",
            "n_critical", "n_max")
-    return {"decisions": compare([getattr(ref, f) for f in dec], [getattr(got, f) for f in dec]),
-            "all_fields": compare(fields(ref), fields(got))}
+    out = {"decisions": compare([getattr(ref, f) for f in dec], [getattr(got, f) for f in dec]),
+           "all_fields": compare(fields(ref), fields(got))}
+    # low-rank data (rank 8 in 40 dimensions: projections drawn from the row-space factor) and
+    # 20 dichotomies (8 pilot bisections place the guided splits of the other 12)
+    low = (rng.normal(size=(24, 8)) @ rng.normal(size=(8, 40))).reshape(6, 4, 40)
+    ref = empirical_capacity(jax.random.key(6), low, 20, n_max=16, block=4, max_steps=60)
+    got = gd.empirical_capacity_sharded(jax.random.key(6), low, 20, n_max=16, block=4,
+                                        max_steps=60, mesh=gd.make_mesh(N_DEV))
+    out["low_rank_pilot"] = compare(fields(ref), fields(got))
+    return out
 
 
 def check_cka():

@@ -62,6 +62,7 @@ def test_empirical_capacity_sharded_equals_single_device(four_devices):
     r = four_devices["empirical"]
     assert r["decisions"]["exact"], r  # every dichotomy's critical size, the estimate, its CI
     assert r["all_fields"]["exact"], r  # same per-dichotomy program: residuals too
+    assert r["low_rank_pilot"]["exact"], r  # row-space factor and guided splits as on one device
 
 
 def test_cka_matrix_sharded(four_devices):
