@@ -489,7 +489,10 @@ def add_analyze(sub) -> None:
         "--project",
         type=int,
         default=None,
-        help="random-project layers wider than this many features first",
+        help=(
+            "bring layers wider than this many features to this width first: an exact "
+            "embedding of the points when they are no more than it, else a random projection"
+        ),
     )
     p.add_argument("--n-t", type=int, default=200, help="MFTMA Gaussian samples per manifold")
     p.add_argument("--dichotomies", type=int, default=64, help="alpha_SIM random dichotomies")

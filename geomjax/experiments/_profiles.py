@@ -127,7 +127,7 @@ _DEFAULT_MODELS = {
         epochs=5,
         batch_size=64,
         learning_rate=2e-3,
-        max_steps_per_epoch=70,
+        max_steps_per_epoch=100,
         options={**_COSINE, "warmup_steps": 30},
     ),
     "ds2": TrainSpec(
