@@ -362,24 +362,47 @@ def cmd_analyze(a) -> int:
     out = Path(a.out)
     key = jax.random.key(a.seed)
     rows = []
+    mesh = budget = None
+    if (
+        getattr(a, "devices", None) is not None
+        or getattr(a, "multi_host", False)
+        or getattr(a, "coordinator", None)
+    ):
+        from geomjax.distributed import memory_budget_from_args, mesh_from_args
+
+        if a.analysis not in ("mftma", "capacity", "cka", "svcca"):
+            raise UserError(
+                f"--devices shards the analyses mftma, capacity, cka and svcca; "
+                f"{a.analysis!r} runs on one device (drop --devices)."
+            )
+        mesh, budget = mesh_from_args(a), memory_budget_from_args(a)
     if a.analysis in ("mftma", "capacity", "dimension"):
         mans = _manifold_arrays(arrays, a.labels_key)
-        for name, X in mans.items():
+        for name in mans:
+            X = mans[name]
             if a.project and X.shape[2] > a.project:
                 P, M, N = X.shape
-                X = g.project_features(X.reshape(P * M, N), a.project, seed=a.seed).reshape(
-                    P, M, -1
-                )
+                mans[name] = g.project_features(
+                    X.reshape(P * M, N), a.project, seed=a.seed
+                ).reshape(P, M, -1)
+        swept = None
+        if a.analysis == "mftma" and mesh is not None:
+            # every layer's anchor problems in one sweep over the mesh (same key, same numbers)
+            swept = dict(
+                zip(mans, g.manifold_metrics_sharded(key, list(mans.values()), a.n_t, mesh,
+                                                     budget), strict=True)
+            )
+        for name, X in mans.items():
             row = {"layer": name, "P": X.shape[0], "M": X.shape[1], "N": X.shape[2]}
             if a.analysis == "mftma":
-                row.update(g.manifold_metrics(key, X, a.n_t))
+                row.update(swept[name] if swept is not None else g.manifold_metrics(key, X, a.n_t))
             elif a.analysis == "dimension":
                 pts = X.reshape(-1, X.shape[2])
                 row.update(
                     d_pr=g.participation_ratio(pts), d_ev=g.explained_variance_dimension(pts)
                 )
             else:
-                sim = g.simulated_capacity(key, X, a.dichotomies, None)
+                sim = g.simulated_capacity(key, X, a.dichotomies, None, mesh, budget)
                 if sim is None:
                     raise UserError(
                         "this installation has no empirical-capacity routine "
@@ -404,7 +427,12 @@ def cmd_analyze(a) -> int:
                 "compare the same samples."
             )
         if a.analysis == "cka":
-            m = cka_matrix(reps)
+            if mesh is not None:
+                from geomjax.distributed import cka_matrix_sharded
+
+                m = cka_matrix_sharded(reps, mesh=mesh, memory_budget=budget)
+            else:
+                m = cka_matrix(reps)
         else:
             if a.project:
                 reps = {
@@ -413,7 +441,14 @@ def cmd_analyze(a) -> int:
                     else v
                     for k, v in reps.items()
                 }
-            m = similarity_matrix(reps, measure="svcca", epsilon=1e-6)
+            if mesh is not None:
+                from geomjax.distributed import similarity_matrix_sharded
+
+                m = similarity_matrix_sharded(
+                    reps, measure="svcca", epsilon=1e-6, mesh=mesh, memory_budget=budget
+                )
+            else:
+                m = similarity_matrix(reps, measure="svcca", epsilon=1e-6)
         df = m.to_frame()
         print(m.to_wide().round(3).to_string())
     elif a.analysis == "probe":
@@ -500,6 +535,9 @@ def add_analyze(sub) -> None:
     p.add_argument("--checkpoint", help="slt: phone MLP training folder")
     p.add_argument("--epoch", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    from geomjax.distributed import add_device_args
+
+    add_device_args(p)
     p.set_defaults(func=_guard(cmd_analyze))
 
 

@@ -123,8 +123,27 @@ def manifold_metrics(key, X: np.ndarray, n_t: int) -> dict:
     from geomjax.manifold import mftma
 
     X = np.asarray(X, np.float32)
+    return metrics_from_result(mftma(key, X, n_t=n_t, n_reps=2, stiefel_steps=300), X)
+
+
+def manifold_metrics_sharded(key, Xs, n_t: int, mesh, memory_budget=None) -> list[dict]:
+    """:func:`manifold_metrics` of several ``(P, M, N)`` sets (e.g. every layer) in one
+    :func:`geomjax.distributed.mftma_sweep` with the anchor problems sharded over ``mesh``;
+    every set uses ``key``, as :func:`manifold_metrics` does, so the numbers are the same."""
+    import jax
+
+    from geomjax.distributed import mftma_sweep
+
+    Xs = [np.asarray(X, np.float32) for X in Xs]
+    keys = jax.numpy.stack([key] * len(Xs))
+    res = mftma_sweep(keys, Xs, n_t=n_t, n_reps=2, stiefel_steps=300, mesh=mesh,
+                      memory_budget=memory_budget)
+    return [metrics_from_result(r, X) for r, X in zip(res, Xs, strict=True)]
+
+
+def metrics_from_result(r, X: np.ndarray) -> dict:
+    """The :func:`manifold_metrics` row of an MFTMA result ``r`` of ``X`` ``(P, M, N)``."""
     P, M, N = X.shape
-    r = mftma(key, X, n_t=n_t, n_reps=2, stiefel_steps=300)
     pts = X.reshape(P * M, N)
     return {
         "capacity": float(r.capacity),
@@ -139,16 +158,26 @@ def manifold_metrics(key, X: np.ndarray, n_t: int) -> dict:
     }
 
 
-def simulated_capacity(key, X: np.ndarray, n_dichotomies: int, capacity_guess: float | None):
+def simulated_capacity(key, X: np.ndarray, n_dichotomies: int, capacity_guess: float | None,
+                       mesh=None, memory_budget=None):
     """alpha_SIM of ``X`` ``(P, M, N)`` with its confidence interval, or None when the library
-    has no empirical-capacity routine."""
+    has no empirical-capacity routine. With ``mesh`` the dichotomies are sharded over it (same
+    result)."""
     try:
         from geomjax.manifold import empirical_capacity
     except ImportError:
         return None
-    r = empirical_capacity(
-        key, np.asarray(X, np.float32), n_dichotomies, capacity_guess=capacity_guess
-    )
+    if mesh is None:
+        r = empirical_capacity(
+            key, np.asarray(X, np.float32), n_dichotomies, capacity_guess=capacity_guess
+        )
+    else:
+        from geomjax.distributed import empirical_capacity_sharded
+
+        r = empirical_capacity_sharded(
+            key, np.asarray(X, np.float32), n_dichotomies, capacity_guess=capacity_guess,
+            mesh=mesh, memory_budget=memory_budget,
+        )
     s = r.summary()
     return {
         "alpha_sim": s["alpha_sim"],
