@@ -281,8 +281,7 @@ def similarity_matrix_sharded(
     Returns:
         :class:`~geomjax.similarity.SimilarityMatrix`.
     """
-    from geomjax.similarity._cca import _default_rtol, cca_method
-    from geomjax.similarity._matrix import MEASURES
+    from geomjax.similarity._matrix import MEASURES, cca_family_matrix
 
     check_choice(measure, "measure", MEASURES)
     mesh = make_mesh() if mesh is None else mesh
@@ -293,44 +292,18 @@ def similarity_matrix_sharded(
                                   **plan, **cka_kw)
     if cka_kw:
         raise TypeError(f"unexpected options for measure={measure!r}: {sorted(cka_kw)}.")
-    if not isinstance(pair_chunk, (int, np.integer)) or pair_chunk < 1:
-        raise ValueError(f"`pair_chunk` must be a positive int; got {pair_chunk!r}.")
-    xn, yn, reps, n_x, symmetric = _prepare(xs, ys, 2)
-    n = reps[0].shape[0]
-    dmax = max(r.shape[1] for r in reps)
-    check_choice(cca_factorization, "cca_factorization", ("auto", "svd", "cov"))
-    cm = cca_method(n, dmax, dmax, reps[0].dtype) if cca_factorization == "auto" \
-        else cca_factorization
-    rtols = jnp.asarray([_default_rtol(n, r.shape[1], r.dtype, cm) for r in reps],
-                        dtype=reps[0].dtype)
-    use_thr = measure == "svcca"
-    if use_thr and not 0 < float(threshold) <= 1:
-        raise ValueError(f"`threshold` must be in (0, 1]; got {threshold!r}.")
-    if not float(epsilon) >= 0:
-        raise ValueError(f"`epsilon` (ridge) must be >= 0; got {epsilon!r}.")
-    bases = sharded_vmap(_bases_kernel(float(epsilon), float(threshold), use_thr, cm), mesh,
-                         batched_fn=True, **plan)
-    uf, ff, fs, vt, kept = bases(_stack_padded(reps), rtols)
-    if symmetric and measure != "pwcca":
-        pairs = [(i, j) for i in range(n_x) for j in range(i, n_x)]
-    elif symmetric:
-        pairs = [(i, j) for i in range(n_x) for j in range(n_x)]
-    else:
-        pairs = [(i, j) for i in range(n_x) for j in range(n_x, len(reps))]
-    ii = jnp.asarray([p[0] for p in pairs], jnp.int32)
-    jj = jnp.asarray([p[1] for p in pairs], jnp.int32)
-    run = sharded_vmap(_pairs_kernel(int(pair_chunk), measure == "pwcca"), mesh,
-                       in_axes=(0, 0, None, None, None, None, None), batched_fn=True, **plan)
-    mean, mean_sq = run(ii, jj, uf, ff, fs, vt, kept)
-    vals = np.asarray(mean_sq if measure == "cca_sq" else mean, np.float64)
-    out = np.full((n_x, len(yn)), np.nan)
-    off = 0 if symmetric else n_x
-    for (i, j), v in zip(pairs, vals, strict=True):
-        out[i, j - off] = v
-        if symmetric and measure != "pwcca":
-            out[j, i] = v
-    settings = dict(epsilon=float(epsilon), match_width="pad", cca_method=cm,
-                    devices=int(mesh.devices.size))
-    if use_thr:
-        settings["threshold"] = float(threshold)
-    return SimilarityMatrix(out, xn, yn, measure, settings)
+
+    def bases_fn(z, rtols, epsilon, threshold, use_threshold, method):
+        run = sharded_vmap(_bases_kernel(epsilon, threshold, use_threshold, method), mesh,
+                           batched_fn=True, **plan)
+        return run(z, rtols)
+
+    def pairs_fn(ii, jj, uf, ff, fs, vt, kept, chunk, pw):
+        run = sharded_vmap(_pairs_kernel(chunk, pw), mesh,
+                           in_axes=(0, 0, None, None, None, None, None), batched_fn=True, **plan)
+        return run(ii, jj, uf, ff, fs, vt, kept)
+
+    return cca_family_matrix(xs, ys, measure=measure, epsilon=epsilon, threshold=threshold,
+                             pair_chunk=pair_chunk, cca_factorization=cca_factorization,
+                             bases_fn=bases_fn, pairs_fn=pairs_fn,
+                             extra_settings=dict(devices=int(mesh.devices.size)))

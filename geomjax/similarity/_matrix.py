@@ -418,6 +418,31 @@ def similarity_matrix(
         return res
     if cka_kw:
         raise TypeError(f"unexpected options for measure={measure!r}: {sorted(cka_kw)}.")
+    res = cca_family_matrix(xs, ys, measure=measure, epsilon=epsilon, threshold=threshold,
+                            pair_chunk=pair_chunk, cca_factorization=cca_factorization)
+    res.settings["match_width"] = match_width
+    return res
+
+
+def _local_bases(z, rtols, epsilon, threshold, use_threshold, method):
+    return _bases(z, rtols, epsilon, threshold, use_threshold, method)
+
+
+def _local_pairs(ii, jj, uf, ff, fs, vt, kept, chunk, pw):
+    return _pair_cca(uf, ff, fs, vt, kept, ii, jj, chunk, pw)
+
+
+def cca_family_matrix(xs, ys=None, *, measure, epsilon=0.0, threshold=0.99, pair_chunk=4,
+                      cca_factorization="auto", bases_fn=_local_bases, pairs_fn=_local_pairs,
+                      extra_settings=None) -> SimilarityMatrix:
+    """CCA-family matrix (``"cca"``, ``"cca_sq"``, ``"svcca"``, ``"pwcca"``) of zero-padded
+    representations: one factorisation per representation (``bases_fn``), then the canonical
+    correlations of every needed pair (``pairs_fn``). :func:`similarity_matrix` runs both on
+    the default device; :func:`geomjax.distributed.similarity_matrix_sharded` passes sharded
+    ones, so both build and fill the matrix the same way."""
+    check_choice(measure, "measure", ("cca", "cca_sq", "svcca", "pwcca"))
+    if not isinstance(pair_chunk, (int, np.integer)) or pair_chunk < 1:
+        raise ValueError(f"`pair_chunk` must be a positive int; got {pair_chunk!r}.")
     xn, yn, reps, n_x, symmetric = _prepare(xs, ys, 2)
     n = reps[0].shape[0]
     dmax = max(r.shape[1] for r in reps)
@@ -434,7 +459,7 @@ def similarity_matrix(
         raise ValueError(f"`threshold` must be in (0, 1]; got {threshold!r}.")
     if not float(epsilon) >= 0:
         raise ValueError(f"`epsilon` (ridge) must be >= 0; got {epsilon!r}.")
-    uf, ff, fs, vt, kept = _bases(_stack_padded(reps), rtols, float(epsilon), thr, use_thr, cm)
+    uf, ff, fs, vt, kept = bases_fn(_stack_padded(reps), rtols, float(epsilon), thr, use_thr, cm)
     if symmetric and measure != "pwcca":
         pairs = [(i, j) for i in range(n_x) for j in range(i, n_x)]
     elif symmetric:
@@ -443,7 +468,7 @@ def similarity_matrix(
         pairs = [(i, j) for i in range(n_x) for j in range(n_x, len(reps))]
     ii = jnp.asarray([p[0] for p in pairs], jnp.int32)
     jj = jnp.asarray([p[1] for p in pairs], jnp.int32)
-    mean, mean_sq = _pair_cca(uf, ff, fs, vt, kept, ii, jj, int(pair_chunk), measure == "pwcca")
+    mean, mean_sq = pairs_fn(ii, jj, uf, ff, fs, vt, kept, int(pair_chunk), measure == "pwcca")
     vals = np.asarray(mean_sq if measure == "cca_sq" else mean, np.float64)
     out = np.full((n_x, len(yn)), np.nan)
     off = 0 if symmetric else n_x
@@ -451,7 +476,8 @@ def similarity_matrix(
         out[i, j - off] = v
         if symmetric and measure != "pwcca":
             out[j, i] = v
-    settings = dict(epsilon=float(epsilon), match_width=match_width, cca_method=cm)
+    settings = dict(epsilon=float(epsilon), match_width="pad", cca_method=cm)
     if use_thr:
         settings["threshold"] = thr
+    settings.update(extra_settings or {})
     return SimilarityMatrix(out, xn, yn, measure, settings)
