@@ -23,15 +23,13 @@ from jax.sharding import PartitionSpec as P
 from geomjax._checks import as_array, check_finite
 from geomjax._types import result_dtype
 from geomjax.distributed._mesh import _axis, make_mesh
-from geomjax.jacobian import SLTSpectra, default_rcond, mlp_layers
+from geomjax.jacobian import SLTSpectra, default_rcond
 from geomjax.jacobian._auc import _auc_kernel
-from geomjax.jacobian._slt import _layer_indices
 from geomjax.jacobian._spectra import (
     _HI,
-    _fn_producer,
     _gram_spectrum,
     _group_weights,
-    _relu_producer,
+    _producer_setup,
 )
 
 __all__ = ["slt_spectra_sharded"]
@@ -114,23 +112,11 @@ def slt_spectra_sharded(
     w, names = _group_weights(groups, N, group_names)
     dt = result_dtype(xa)
     acc = jnp.dtype(accum_dtype) if accum_dtype is not None else jnp.dtype(dt)
+    produce, params, lnames, widths, F = _producer_setup(params, fn, layers, dt)
     if fn is None:
-        lay = mlp_layers(params)
-        n_lay = len(lay)
-        idx = _layer_indices(lay, layers, n_lay)
-        widths = [lay[i][0].shape[1] for i in idx]
-        F = lay[0][0].shape[0]
         if xa.shape[1] != F:
             raise ValueError(f"`x` has {xa.shape[1]} features but the network expects F={F}.")
-        lnames = tuple("output" if i == n_lay - 1 else f"hidden_{i + 1}" for i in idx)
-        produce = _relu_producer(idx)
-        params = [(k.astype(dt), b.astype(dt)) for k, b in lay]
     else:
-        if not callable(fn):
-            raise TypeError(f"`fn` must be callable fn(params, x_i); got {type(fn).__name__}.")
-        sels = (None,) if layers is None else tuple(layers)
-        produce = _fn_producer(fn, sels)
-        lnames = tuple("output" if s is None else str(s) for s in sels)
         F = xa.shape[1]
         shapes = jax.eval_shape(lambda p, xx: produce(p, xx), params,
                                 jax.ShapeDtypeStruct((1, F), dt))

@@ -366,6 +366,27 @@ def _batches(x, groups, batch_size, group_names):
     return gen(), names, dt
 
 
+
+def _producer_setup(params, fn, layers, dt):
+    """What the spectra accumulate and how: ``(produce, params, layer_names, widths, F)``.
+
+    For a ReLU MLP (``fn is None``) the widths and the input size come from the weights; for a
+    user ``fn`` they are ``None`` (found from the first batch)."""
+    if fn is None:
+        lay = mlp_layers(params)
+        n_lay = len(lay)
+        idx = _layer_indices(lay, layers, n_lay)
+        widths = [lay[i][0].shape[1] for i in idx]
+        F = lay[0][0].shape[0]
+        lnames = tuple("output" if i == n_lay - 1 else f"hidden_{i + 1}" for i in idx)
+        params = [(k.astype(dt), b.astype(dt)) for k, b in lay]
+        return _relu_producer(idx), params, lnames, widths, F
+    if not callable(fn):
+        raise TypeError(f"`fn` must be callable fn(params, x_i); got {type(fn).__name__}.")
+    sels = (None,) if layers is None else tuple(layers)
+    lnames = tuple("output" if s is None else str(s) for s in sels)
+    return _fn_producer(fn, sels), params, lnames, None, None
+
 def slt_spectra(
     params: Any,
     x,
@@ -432,22 +453,7 @@ def slt_spectra(
     dt = result_dtype(np.zeros((), in_dtype))
     acc = jnp.dtype(accum_dtype) if accum_dtype is not None else dt
 
-    if fn is None:
-        lay = mlp_layers(params)
-        n_lay = len(lay)
-        idx = _layer_indices(lay, layers, n_lay)
-        widths = [lay[i][0].shape[1] for i in idx]
-        F = lay[0][0].shape[0]
-        lnames = tuple("output" if i == n_lay - 1 else f"hidden_{i + 1}" for i in idx)
-        produce = _relu_producer(idx)
-        params = [(k.astype(dt), b.astype(dt)) for k, b in lay]
-    else:
-        if not callable(fn):
-            raise TypeError(f"`fn` must be callable fn(params, x_i); got {type(fn).__name__}.")
-        sels = (None,) if layers is None else tuple(layers)
-        produce = _fn_producer(fn, sels)
-        lnames = tuple("output" if s is None else str(s) for s in sels)
-        widths, F = None, None
+    produce, params, lnames, widths, F = _producer_setup(params, fn, layers, dt)
 
     G = len(names)
     grams = grams_in = None
