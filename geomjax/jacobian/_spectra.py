@@ -387,6 +387,7 @@ def _producer_setup(params, fn, layers, dt):
     lnames = tuple("output" if s is None else str(s) for s in sels)
     return _fn_producer(fn, sels), params, lnames, None, None
 
+
 def slt_spectra(
     params: Any,
     x,

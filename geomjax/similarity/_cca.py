@@ -116,7 +116,14 @@ def _basis(x, epsilon, rtol, threshold, method: str = "svd"):
         u = mm(xc, v) / jnp.where(s > rtol * s[0], s, 1)[None, :]
     tol = rtol * s[0]
     rank = jnp.sum(s > tol)
-    idx = jnp.arange(s.shape[0])
+    kept, f = _kept_and_whitening(s, rank, n, threshold, epsilon * vmax)
+    return u, s, vt, f, rank, kept
+
+
+def _kept_and_whitening(s, rank, n, threshold, ridge):
+    """Directions kept (the numerical rank, or the SVCCA ``threshold`` variance truncation
+    within it) and the ridge-whitening factors ``sqrt(lam / (lam + ridge))`` of the singular
+    values ``s`` (descending), zero beyond the kept ones."""
     if threshold is None:
         kept = rank
     else:
@@ -124,9 +131,9 @@ def _basis(x, epsilon, rtol, threshold, method: str = "svd"):
         frac = jnp.cumsum(e) / jnp.sum(e)
         kept = jnp.minimum(jnp.sum(frac < threshold) + 1, rank)
     lam = s * s / (n - 1)
-    ridge = epsilon * vmax
-    f = jnp.where(idx < kept, jnp.sqrt(lam / jnp.where(lam + ridge > 0, lam + ridge, 1)), 0)
-    return u, s, vt, f, rank, kept
+    f = jnp.where(jnp.arange(s.shape[0]) < kept,
+                  jnp.sqrt(lam / jnp.where(lam + ridge > 0, lam + ridge, 1)), 0)
+    return kept, f
 
 
 def _default_rtol(n, d, dtype, method: str = "svd"):
@@ -233,16 +240,7 @@ def _eigh_basis_from_gram(g, n, epsilon, rtol, threshold):
     lam, v = lam[::-1], v[:, ::-1]
     s = jnp.sqrt(jnp.maximum(lam, 0))
     rank = jnp.sum(s > rtol * s[0])
-    idx = jnp.arange(s.shape[0])
-    if threshold is None:
-        kept = rank
-    else:
-        e = s * s
-        frac = jnp.cumsum(e) / jnp.sum(e)
-        kept = jnp.minimum(jnp.sum(frac < threshold) + 1, rank)
-    lam = s * s / (n - 1)
-    ridge = epsilon * vmax
-    f = jnp.where(idx < kept, jnp.sqrt(lam / jnp.where(lam + ridge > 0, lam + ridge, 1)), 0)
+    kept, f = _kept_and_whitening(s, rank, n, threshold, epsilon * vmax)
     return v, s, f, rank, kept, keep
 
 
