@@ -11,7 +11,7 @@ __all__ = ["add_device_args", "mesh_from_args"]
 
 def _devices(s: str):
     if s == "all":
-        return None
+        return "all"  # every local device (not None, which means the option was not given)
     try:
         n = int(s)
     except ValueError:
@@ -22,22 +22,32 @@ def _devices(s: str):
     return n
 
 
-def add_device_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def add_device_args(
+    parser: argparse.ArgumentParser, multi_host: bool = True, devices_help: str | None = None
+) -> argparse.ArgumentParser:
     """Add ``--devices``, ``--mesh-axis``, ``--memory-budget`` and multi-host options.
 
     ``--coordinator/--num-processes/--process-id`` start :func:`jax.distributed.initialize`
     (``--multi-host`` alone detects the cluster from the environment, e.g. Slurm).
+
+    Args:
+        parser: the parser to extend.
+        multi_host: also add the multi-host options (commands whose work is not split across
+            processes leave them out).
+        devices_help: help text of ``--devices`` (default: a generic one).
 
     Returns:
         The parser (an argument group "devices" is added).
     """
     g = parser.add_argument_group("devices")
     g.add_argument("--devices", type=_devices, default=None, metavar="N|all",
-                   help="local devices to shard the work over (default: all)")
+                   help=devices_help or "local devices to shard the work over (default: all)")
     g.add_argument("--mesh-axis", default=DEFAULT_AXIS, help="name of the mesh's batch axis")
     g.add_argument("--memory-budget", type=float, default=None, metavar="GIB",
                    help="device memory per device for chunk planning, in GiB "
                         "(default: free memory where reported, else 4 GiB)")
+    if not multi_host:
+        return parser
     g.add_argument("--multi-host", action="store_true",
                    help="start jax.distributed (cluster detected from the environment)")
     g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
@@ -57,7 +67,9 @@ def mesh_from_args(args: argparse.Namespace):
         from geomjax.distributed._hosts import initialize
 
         initialize(args.coordinator, args.num_processes, args.process_id)
-    return make_mesh(getattr(args, "devices", None), axis=getattr(args, "mesh_axis", DEFAULT_AXIS))
+    devices = getattr(args, "devices", None)
+    return make_mesh(None if devices == "all" else devices,
+                     axis=getattr(args, "mesh_axis", DEFAULT_AXIS))
 
 
 def memory_budget_from_args(args: argparse.Namespace) -> int | None:

@@ -389,8 +389,11 @@ def cmd_analyze(a) -> int:
         if a.analysis == "mftma" and mesh is not None:
             # every layer's anchor problems in one sweep over the mesh (same key, same numbers)
             swept = dict(
-                zip(mans, g.manifold_metrics_sharded(key, list(mans.values()), a.n_t, mesh,
-                                                     budget), strict=True)
+                zip(
+                    mans,
+                    g.manifold_metrics_sharded(key, list(mans.values()), a.n_t, mesh, budget),
+                    strict=True,
+                )
             )
         for name, X in mans.items():
             row = {"layer": name, "P": X.shape[0], "M": X.shape[1], "N": X.shape[2]}
@@ -569,6 +572,11 @@ def cmd_reproduce(a) -> int:
     from geomjax.experiments._reproduce import reproduce
 
     out = a.out or f"runs/{a.profile}-seed{a.seed}"
+    mesh = budget = None
+    if getattr(a, "devices", None) is not None:
+        from geomjax.distributed import memory_budget_from_args, mesh_from_args
+
+        mesh, budget = mesh_from_args(a), memory_budget_from_args(a)
     run = reproduce(
         out,
         a.profile,
@@ -576,6 +584,8 @@ def cmd_reproduce(a) -> int:
         stages=a.stages.split(",") if a.stages else None,
         progress=not a.no_progress,
         cache_dir=a.cache_dir,
+        mesh=mesh,
+        memory_budget=budget,
     )
     print(
         f"run folder: {run.root}\n  report: {run.root / 'report.html'}\n"
@@ -590,7 +600,10 @@ def add_reproduce(sub) -> None:
         help="the main job: corpus -> models -> the papers' analyses -> report",
         description="Synthesise the corpus, train (or reuse) the models, run the four papers' "
         "analyses for initial vs trained weights, and write tables, figures and "
-        "report.html. Reusing --out resumes an interrupted run.",
+        "report.html. Reusing --out resumes an interrupted run. With --devices N the "
+        "batched analyses (MFTMA sweeps, alpha_SIM dichotomies, CKA/SVCCA matrices, SLT "
+        "spectra) are sharded over N local devices with the same tables as one device; "
+        "training, activations, probing and the LDA run on one device.",
     )
     p.add_argument(
         "--profile",
@@ -605,6 +618,14 @@ def add_reproduce(sub) -> None:
         "--cache-dir", help="corpus cache (default: $GEOMJAX_CACHE_DIR or ~/.cache/geomjax)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from geomjax.distributed import add_device_args
+
+    add_device_args(
+        p,
+        multi_host=False,
+        devices_help="shard the analyses over N local devices, or all (default: one device; "
+        "training always runs on one device)",
+    )
     p.set_defaults(func=_guard(cmd_reproduce))
 
 

@@ -126,18 +126,50 @@ def manifold_metrics(key, X: np.ndarray, n_t: int) -> dict:
     return metrics_from_result(mftma(key, X, n_t=n_t, n_reps=2, stiefel_steps=300), X)
 
 
-def manifold_metrics_sharded(key, Xs, n_t: int, mesh, memory_budget=None) -> list[dict]:
-    """:func:`manifold_metrics` of several ``(P, M, N)`` sets (e.g. every layer) in one
-    :func:`geomjax.distributed.mftma_sweep` with the anchor problems sharded over ``mesh``;
-    every set uses ``key``, as :func:`manifold_metrics` does, so the numbers are the same."""
+def mftma_results(keys, Xs, n_t: int, mesh=None, memory_budget=None) -> list:
+    """MFTMA results of the ``(P, M, N)`` sets ``Xs``, set ``i`` with ``keys[i]``, with the
+    settings :func:`manifold_metrics` uses. ``mesh=None``: one
+    :func:`geomjax.manifold.mftma` call per set; else one
+    :func:`geomjax.distributed.mftma_sweep` with every set's anchor problems pooled and sharded
+    over ``mesh`` (the same per-manifold keys and programs, so the same numbers: bitwise on
+    CPU)."""
+    Xs = [np.asarray(X, np.float32) for X in Xs]
+    keys = list(keys)
+    if len(keys) != len(Xs):
+        raise ValueError(f"{len(keys)} keys for {len(Xs)} manifold sets.")
+    if not Xs:
+        return []
+    if mesh is None:
+        from geomjax.manifold import mftma
+
+        return [
+            mftma(k, X, n_t=n_t, n_reps=2, stiefel_steps=300) for k, X in zip(keys, Xs, strict=True)
+        ]
     import jax
 
     from geomjax.distributed import mftma_sweep
 
+    return mftma_sweep(
+        jax.numpy.stack(keys),
+        Xs,
+        n_t=n_t,
+        n_reps=2,
+        stiefel_steps=300,
+        mesh=mesh,
+        memory_budget=memory_budget,
+    )
+
+
+def manifold_metrics_sharded(key, Xs, n_t: int, mesh, memory_budget=None) -> list[dict]:
+    """:func:`manifold_metrics` of several ``(P, M, N)`` sets (e.g. every layer) in one
+    :func:`geomjax.distributed.mftma_sweep` with the anchor problems sharded over ``mesh``.
+
+    ``key`` is one key, used for every set as :func:`manifold_metrics` would be called with it,
+    or a list of keys, one per set; either way entry ``i`` holds the numbers
+    ``manifold_metrics(key_i, Xs[i], n_t)`` gives (bitwise on CPU)."""
     Xs = [np.asarray(X, np.float32) for X in Xs]
-    keys = jax.numpy.stack([key] * len(Xs))
-    res = mftma_sweep(keys, Xs, n_t=n_t, n_reps=2, stiefel_steps=300, mesh=mesh,
-                      memory_budget=memory_budget)
+    keys = list(key) if isinstance(key, (list, tuple)) else [key] * len(Xs)
+    res = mftma_results(keys, Xs, n_t, mesh, memory_budget)
     return [metrics_from_result(r, X) for r, X in zip(res, Xs, strict=True)]
 
 
@@ -158,8 +190,14 @@ def metrics_from_result(r, X: np.ndarray) -> dict:
     }
 
 
-def simulated_capacity(key, X: np.ndarray, n_dichotomies: int, capacity_guess: float | None,
-                       mesh=None, memory_budget=None):
+def simulated_capacity(
+    key,
+    X: np.ndarray,
+    n_dichotomies: int,
+    capacity_guess: float | None,
+    mesh=None,
+    memory_budget=None,
+):
     """alpha_SIM of ``X`` ``(P, M, N)`` with its confidence interval, or None when the library
     has no empirical-capacity routine. With ``mesh`` the dichotomies are sharded over it (same
     result)."""
@@ -175,8 +213,12 @@ def simulated_capacity(key, X: np.ndarray, n_dichotomies: int, capacity_guess: f
         from geomjax.distributed import empirical_capacity_sharded
 
         r = empirical_capacity_sharded(
-            key, np.asarray(X, np.float32), n_dichotomies, capacity_guess=capacity_guess,
-            mesh=mesh, memory_budget=memory_budget,
+            key,
+            np.asarray(X, np.float32),
+            n_dichotomies,
+            capacity_guess=capacity_guess,
+            mesh=mesh,
+            memory_budget=memory_budget,
         )
     s = r.summary()
     return {

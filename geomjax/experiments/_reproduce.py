@@ -16,6 +16,13 @@ finished stages, so an interrupted run resumes):
 10. ``report`` -- figures and ``report.html`` / ``report.md``.
 
 Everything is seeded from ``--seed``: the same seed reproduces the tables exactly.
+
+With a device mesh (``reproduce(..., mesh=...)``, ``geomjax reproduce --devices N``) the batched
+analyses run over it: the MFTMA analyses of a stage (layers x time steps x epochs x seeds) are
+pooled into :func:`geomjax.distributed.mftma_sweep` calls, alpha_SIM shards its dichotomies,
+the CKA / SVCCA matrices their pair lists and factorisations, the SLT spectra their frames.
+Every item keeps its key, so the tables equal the one-device run's (bitwise where the sharded
+function is, else to round-off). Training, activations, probing and the LDA stay on one device.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from tqdm.auto import tqdm
 from geomjax.experiments._geometry import (
     layer_matrix,
     manifold_metrics,
+    manifold_metrics_sharded,
+    metrics_from_result,
+    mftma_results,
     project_features,
     simulated_capacity,
 )
@@ -94,8 +104,12 @@ class Context:
         seed: int,
         progress: bool = True,
         cache_dir: str | Path | None = None,
+        mesh=None,
+        memory_budget: int | None = None,
     ):
         self.run = run
+        self.mesh = mesh  # None: every analysis on the default device (the one-device code path)
+        self.memory_budget = memory_budget
         self.profile = profile
         self.seed = int(seed)
         self.progress = progress
@@ -227,19 +241,96 @@ def _acts(ck, x, lengths, layers=None):
     return activations(ck.model, ck.variables, x, lengths, layers=layers, batch_size=64)
 
 
-def _layer_rows(ctx: Context, acts, P: int, M: int, how: str, tag: dict, seed_rep: int) -> list:
-    rows = []
-    prof = ctx.profile
+def _layer_jobs(ctx: Context, acts, P: int, M: int, how: str, tag: dict, seed_rep: int) -> list:
+    """One MFTMA job per layer: ``(row labels, key, (P, M, n_features) set)``."""
     import jax
 
+    jobs = []
     for li, layer in enumerate(acts.names):
         A = layer_matrix(acts.layers[layer], acts.lengths.get(layer), how=how)
-        X = project_features(A, prof.n_features, seed=_key(ctx.seed, "proj", layer, seed_rep))
-        met = manifold_metrics(
-            jax.random.key(_key(ctx.seed, "mftma", layer, seed_rep)), X.reshape(P, M, -1), prof.n_t
+        X = project_features(
+            A, ctx.profile.n_features, seed=_key(ctx.seed, "proj", layer, seed_rep)
         )
-        rows.append({**tag, "layer": layer, "layer_index": li, "P": P, "M": M, **met})
-    return rows
+        key = jax.random.key(_key(ctx.seed, "mftma", layer, seed_rep))
+        jobs.append(
+            ({**tag, "layer": layer, "layer_index": li, "P": P, "M": M}, key, X.reshape(P, M, -1))
+        )
+    return jobs
+
+
+def _layer_rows(ctx: Context, acts, P: int, M: int, how: str, tag: dict, seed_rep: int) -> list:
+    return [
+        {**base, **manifold_metrics(key, X, ctx.profile.n_t)}
+        for base, key, X in _layer_jobs(ctx, acts, P, M, how, tag, seed_rep)
+    ]
+
+
+def _timestep_fields(r) -> dict:
+    return {
+        "capacity_ratio": float(r.capacity_ratio),
+        "radius": float(r.radius),
+        "dimension_ratio": float(r.dimension_ratio),
+    }
+
+
+class MftmaPool:
+    """Rows of a stage whose MFTMA analyses are gathered and run together.
+
+    ``add(jobs)`` appends one row per job ``(row labels, key, (P, M, N) set)``; ``add_rows``
+    appends finished rows. Without a mesh every job runs when it is added (the one-device code
+    path); with one, jobs wait and are run in one :func:`geomjax.distributed.mftma_sweep` (all
+    anchor problems pooled and sharded over the mesh) when their sets exceed ``max_bytes`` or
+    at :meth:`rows`. Each job keeps its key, so the rows, and their order, are the same.
+
+    ``full=True`` rows carry :func:`manifold_metrics` (with D_PR and D_EV); ``full=False`` only
+    capacity ratio, radius and dimension ratio (the per-time-step analysis).
+    """
+
+    def __init__(
+        self, n_t: int, mesh=None, memory_budget=None, full: bool = True, max_bytes: int = 1 << 30
+    ):
+        self.n_t, self.mesh, self.memory_budget = int(n_t), mesh, memory_budget
+        self.full, self.max_bytes = full, int(max_bytes)
+        self._rows: list = []
+        self._pending: list = []  # (row index, labels, key, X)
+        self._bytes = 0
+
+    def _row(self, base, r, X) -> dict:
+        return {**base, **(metrics_from_result(r, X) if self.full else _timestep_fields(r))}
+
+    def add(self, jobs) -> None:
+        for base, key, X in jobs:
+            X = np.asarray(X, np.float32)
+            if self.mesh is None:
+                r = mftma_results([key], [X], self.n_t)[0]
+                self._rows.append(self._row(base, r, X))
+                continue
+            self._pending.append((len(self._rows), base, key, X))
+            self._rows.append(None)
+            self._bytes += X.nbytes
+        if self._bytes > self.max_bytes:
+            self.flush()
+
+    def add_rows(self, rows) -> None:
+        self._rows += list(rows)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        res = mftma_results(
+            [p[2] for p in self._pending],
+            [p[3] for p in self._pending],
+            self.n_t,
+            self.mesh,
+            self.memory_budget,
+        )
+        for (i, base, _, X), r in zip(self._pending, res, strict=True):
+            self._rows[i] = self._row(base, r, X)
+        self._pending, self._bytes = [], 0
+
+    def rows(self) -> list:
+        self.flush()
+        return list(self._rows)
 
 
 def _weights(ctx: Context, name: str) -> list[tuple[str, int]]:
@@ -305,7 +396,7 @@ def stage_train(ctx: Context, name: str) -> None:
 
 def stage_stephenson(ctx: Context) -> None:
     prof = ctx.profile
-    rows = []
+    pool = MftmaPool(prof.n_t, ctx.mesh, ctx.memory_budget)
     jobs = [(rep, lt) for rep in range(prof.seeds) for lt in prof.label_types]
     for rep, lt in tqdm(
         jobs, desc="manifold geometry (seeds x label types)", disable=not ctx.progress
@@ -323,22 +414,24 @@ def stage_stephenson(ctx: Context) -> None:
                 keep = name == "ds2" and lt == "word" and rep < _TIMESTEP_SEEDS
                 acts = ctx.manifold_acts(name, epoch, lt, rep, keep=keep)
                 how = "centre" if name == "ds2" else "flatten"
-                rows += _layer_rows(
-                    ctx,
-                    acts,
-                    P,
-                    M,
-                    how,
-                    {
-                        "model": name,
-                        "weights": weights,
-                        "epoch": epoch,
-                        "label_type": lt,
-                        "seed": rep,
-                    },
-                    rep,
+                pool.add(
+                    _layer_jobs(
+                        ctx,
+                        acts,
+                        P,
+                        M,
+                        how,
+                        {
+                            "model": name,
+                            "weights": weights,
+                            "epoch": epoch,
+                            "label_type": lt,
+                            "seed": rep,
+                        },
+                        rep,
+                    )
                 )
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(pool.rows())
     ctx.run.save_table("stephenson_layers_raw", df)
     summ = summarize(
         df,
@@ -351,10 +444,8 @@ def stage_stephenson(ctx: Context) -> None:
 def stage_timesteps(ctx: Context) -> None:
     import jax
 
-    from geomjax.manifold import mftma
-
     prof = ctx.profile
-    rows = []
+    pool = MftmaPool(prof.n_t, ctx.mesh, ctx.memory_budget, full=False)
     reps = range(min(prof.seeds, _TIMESTEP_SEEDS))
     bounds = []
     for rep in reps:
@@ -386,27 +477,17 @@ def stage_timesteps(ctx: Context) -> None:
                     X = project_features(
                         A, prof.n_features, seed=_key(ctx.seed, "proj", layer, rep)
                     )
-                    r = mftma(
-                        jax.random.key(_key(ctx.seed, "ts", layer, ts, rep)),
-                        X.reshape(P, M, -1),
-                        n_t=prof.n_t,
-                        n_reps=2,
-                        stiefel_steps=300,
-                    )
-                    rows.append(
-                        {
-                            "model": "ds2",
-                            "weights": weights,
-                            "layer": layer,
-                            "seed": rep,
-                            "time_step": ts,
-                            "time_s": (ts - c) * 0.02,
-                            "capacity_ratio": float(r.capacity_ratio),
-                            "radius": float(r.radius),
-                            "dimension_ratio": float(r.dimension_ratio),
-                        }
-                    )
-    df = pd.DataFrame(rows)
+                    base = {
+                        "model": "ds2",
+                        "weights": weights,
+                        "layer": layer,
+                        "seed": rep,
+                        "time_step": ts,
+                        "time_s": (ts - c) * 0.02,
+                    }
+                    key = jax.random.key(_key(ctx.seed, "ts", layer, ts, rep))
+                    pool.add([(base, key, X.reshape(P, M, -1))])
+    df = pd.DataFrame(pool.rows())
     ctx.run.save_table("ds2_timesteps_raw", df)
     s = summarize(
         df,
@@ -442,7 +523,7 @@ def _done_rows(ctx: Context, name: str, lt: str, rep: int, epoch: int) -> list |
 
 
 def stage_epochs(ctx: Context) -> None:
-    rows = []
+    pool = MftmaPool(ctx.profile.n_t, ctx.mesh, ctx.memory_budget)
     for name, lts in (("word_cnn_word", ("word", "speaker")), ("ds2", ("word",))):
         for lt in lts:
             ms = ctx.manifolds(lt, 0)
@@ -452,18 +533,21 @@ def stage_epochs(ctx: Context) -> None:
             ):
                 done = _done_rows(ctx, name, lt, 0, epoch)
                 if done is not None:  # initial and final weights: measured by `stephenson`
-                    rows += done
+                    pool.add_rows(done)
                     continue
                 acts = ctx.manifold_acts(name, epoch, lt, 0)
-                rows += _layer_rows(
-                    ctx,
-                    acts,
-                    P,
-                    M,
-                    "centre" if name == "ds2" else "flatten",
-                    {"model": name, "epoch": epoch, "label_type": lt},
-                    0,
+                pool.add(
+                    _layer_jobs(
+                        ctx,
+                        acts,
+                        P,
+                        M,
+                        "centre" if name == "ds2" else "flatten",
+                        {"model": name, "epoch": epoch, "label_type": lt},
+                        0,
+                    )
                 )
+    rows = pool.rows()
     cols = list(dict.fromkeys(k for r in rows for k in r))
     ctx.run.save_table("epochs", pd.DataFrame(rows, columns=cols))
 
@@ -489,15 +573,25 @@ def stage_simcap(ctx: Context) -> None:
             )
             if layer in done:  # alpha_MFT of this very set: measured by `stephenson`
                 met = {"capacity": float(done[layer]["capacity"])}
-            else:
+            elif ctx.mesh is None:
                 met = manifold_metrics(
                     jax.random.key(_key(ctx.seed, "mftma", layer, 0)), X, prof.n_t
                 )
+            else:
+                met = manifold_metrics_sharded(
+                    jax.random.key(_key(ctx.seed, "mftma", layer, 0)),
+                    [X],
+                    prof.n_t,
+                    ctx.mesh,
+                    ctx.memory_budget,
+                )[0]
             sim = simulated_capacity(
                 jax.random.key(_key(ctx.seed, "sim", layer)),
                 X,
                 prof.sim_dichotomies,
                 met["capacity"],
+                ctx.mesh,
+                ctx.memory_budget,
             )
             row = {
                 "model": name,
@@ -542,10 +636,35 @@ def _sim_reps(ctx, acts, name):
     return out
 
 
-def stage_similarity(ctx: Context) -> None:
-    from geomjax.similarity import cka_matrix, similarity_matrix
+def cka_table(xs, ys=None, mesh=None, memory_budget=None):
+    """Linear CKA matrix of ``xs`` (against ``ys``): :func:`geomjax.similarity.cka_matrix`, or
+    with ``mesh`` its pair list sharded by :func:`geomjax.distributed.cka_matrix_sharded` (the
+    feature-space route: equal to the Gram route to round-off)."""
+    if mesh is None:
+        from geomjax.similarity import cka_matrix
 
+        return cka_matrix(xs, ys)
+    from geomjax.distributed import cka_matrix_sharded
+
+    return cka_matrix_sharded(xs, ys, mesh=mesh, memory_budget=memory_budget)
+
+
+def svcca_table(xs, mesh=None, memory_budget=None):
+    """SVCCA matrix (99 % variance, ridge 1e-6) of ``xs``; with ``mesh`` the factorisations and
+    pairs are sharded by :func:`geomjax.distributed.similarity_matrix_sharded` (round-off)."""
+    kw = dict(measure="svcca", threshold=0.99, epsilon=1e-6)
+    if mesh is None:
+        from geomjax.similarity import similarity_matrix
+
+        return similarity_matrix(xs, **kw)
+    from geomjax.distributed import similarity_matrix_sharded
+
+    return similarity_matrix_sharded(xs, mesh=mesh, memory_budget=memory_budget, **kw)
+
+
+def stage_similarity(ctx: Context) -> None:
     prof = ctx.profile
+    mesh, budget = ctx.mesh, ctx.memory_budget
     rows, erows = [], []
     for name in tqdm(
         ("word_cnn_word", "ds2", "transformer"), desc="CKA / SVCCA", disable=not ctx.progress
@@ -558,7 +677,7 @@ def stage_similarity(ctx: Context) -> None:
         final = reps_by_epoch[epochs[-1]]
         for weights, e in (("initial", epochs[0]), ("trained", epochs[-1])):
             reps = reps_by_epoch[e]
-            ck = cka_matrix(reps)
+            ck = cka_table(reps, None, mesh, budget)
             df = ck.to_frame()
             df["measure"] = "cka"
             proj = {
@@ -567,7 +686,7 @@ def stage_similarity(ctx: Context) -> None:
                 else v
                 for k, v in reps.items()
             }
-            sv = similarity_matrix(proj, measure="svcca", threshold=0.99, epsilon=1e-6).to_frame()
+            sv = svcca_table(proj, mesh, budget).to_frame()
             sv["measure"] = "svcca"
             for d in (df, sv):
                 d.insert(0, "weights", weights)
@@ -576,9 +695,11 @@ def stage_similarity(ctx: Context) -> None:
         # each layer at every epoch against the same layer at the final epoch
         layers = list(final)
         for e in epochs:
-            m = cka_matrix(
+            m = cka_table(
                 {f"{k}@{e}": v for k, v in reps_by_epoch[e].items()},
                 {f"{k}@final": v for k, v in final.items()},
+                mesh,
+                budget,
             )
             vals = np.asarray(m.values)
             for i, layer in enumerate(layers):
@@ -733,6 +854,19 @@ def stage_probing(ctx: Context) -> None:
     ctx.run.save_table("probing_eer", pd.DataFrame(eer_rows))
 
 
+def slt_table(mlp, x, layers, groups, mesh=None):
+    """SLT spectra of the ReLU MLP ``mlp`` over frames ``x`` (batches of 256):
+    :func:`geomjax.jacobian.slt_spectra`, or with ``mesh`` the frames sharded by
+    :func:`geomjax.distributed.slt_spectra_sharded` (Grams summed with ``psum``: round-off)."""
+    if mesh is None:
+        from geomjax.jacobian import slt_spectra
+
+        return slt_spectra(mlp, x, layers=layers, groups=groups, batch_size=256)
+    from geomjax.distributed import slt_spectra_sharded
+
+    return slt_spectra_sharded(mlp, x, layers=layers, groups=groups, batch_size=256, mesh=mesh)
+
+
 def stage_nagamine(ctx: Context) -> None:
     from geomjax import jacobian as jb
 
@@ -795,9 +929,7 @@ def stage_nagamine(ctx: Context) -> None:
             (params[f"dense{i + 1}"]["kernel"], params[f"dense{i + 1}"]["bias"])
             for i in range(len(hidden))
         ] + [(params["out"]["kernel"], params["out"]["bias"])]
-        spec = jb.slt_spectra(
-            mlp, xte[:n], layers=list(range(len(hidden))), groups=g, batch_size=256
-        )
+        spec = slt_table(mlp, xte[:n], list(range(len(hidden))), g, ctx.mesh)
         n_sig = int(min(spec.n_sigma))
         aucs = spec.auc_at(n_sig)
         for li, k in enumerate(hidden):
@@ -863,6 +995,8 @@ def reproduce(
     progress: bool = True,
     cache_dir=None,
     force_report: bool = True,
+    mesh=None,
+    memory_budget: int | None = None,
 ) -> RunDir:
     """Run (or resume) a reproduction in folder ``out``.
 
@@ -874,13 +1008,26 @@ def reproduce(
         progress: progress bars.
         cache_dir: corpus cache (default :func:`geomjax.data.default_cache_dir`).
         force_report: rebuild the report even when it was built before.
+        mesh: a device mesh (:func:`geomjax.distributed.make_mesh`) to run the batched
+            analyses over (see the module docstring); ``None``: one device. Training stays on
+            one device. The tables equal the one-device run's.
+        memory_budget: bytes per device for the mesh's chunk planning (default: planned from
+            the device memory).
 
     Returns:
         The :class:`RunDir`.
     """
     prof = get_profile(profile)
     run = RunDir(out, {"profile": prof.name, "seed": int(seed)})
-    ctx = Context(run, prof, seed, progress=progress, cache_dir=cache_dir)
+    ctx = Context(
+        run,
+        prof,
+        seed,
+        progress=progress,
+        cache_dir=cache_dir,
+        mesh=mesh,
+        memory_budget=memory_budget,
+    )
     wanted = list(STAGES) if stages is None else list(stages)
     bad = sorted(set(wanted) - set(STAGES))
     if bad:
