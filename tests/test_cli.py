@@ -116,4 +116,15 @@ def test_parquet_input_with_label_column(tmp_path):
 
 
 def test_analyses_listed():
-    assert {"mftma", "capacity", "dimension", "cka", "svcca", "probe", "slt"} == set(ANALYSES)
+    assert {
+        "mftma",
+        "capacity",
+        "dimension",
+        "cka",
+        "rbf_cka",
+        "svcca",
+        "cca",
+        "pwcca",
+        "probe",
+        "slt",
+    } == set(ANALYSES)

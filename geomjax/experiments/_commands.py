@@ -18,7 +18,22 @@ import numpy as np
 
 __all__ = ["register", "main", "ANALYSES", "UserError", "load_arrays", "run_command", "SUBCOMMANDS"]
 
-ANALYSES = ("mftma", "capacity", "dimension", "cka", "svcca", "probe", "slt")
+ANALYSES = (
+    "mftma",
+    "capacity",
+    "dimension",
+    "cka",
+    "rbf_cka",
+    "svcca",
+    "cca",
+    "pwcca",
+    "probe",
+    "slt",
+)
+# all-pairs similarity analyses: the `measure` of geomjax.similarity.similarity_matrix
+_SIMILARITY = ("cka", "rbf_cka", "svcca", "cca", "pwcca")
+# analyses `--devices` shards (the others run on one device)
+SHARDED_ANALYSES = ("mftma", "capacity", *_SIMILARITY, "slt")
 
 
 class UserError(ValueError):
@@ -370,9 +385,9 @@ def cmd_analyze(a) -> int:
     ):
         from geomjax.distributed import memory_budget_from_args, mesh_from_args
 
-        if a.analysis not in ("mftma", "capacity", "cka", "svcca"):
+        if a.analysis not in SHARDED_ANALYSES:
             raise UserError(
-                f"--devices shards the analyses mftma, capacity, cka and svcca; "
+                f"--devices shards the analyses {', '.join(SHARDED_ANALYSES)}; "
                 f"{a.analysis!r} runs on one device (drop --devices)."
             )
         mesh, budget = mesh_from_args(a), memory_budget_from_args(a)
@@ -419,39 +434,35 @@ def cmd_analyze(a) -> int:
                 )
             )
         df = pd.DataFrame(rows)
-    elif a.analysis in ("cka", "svcca"):
-        from geomjax.similarity import cka_matrix, similarity_matrix
+    elif a.analysis in _SIMILARITY:
+        from geomjax.similarity import similarity_matrix
 
         reps = _flat_arrays(arrays, a.labels_key)
         ns = {v.shape[0] for v in reps.values()}
         if len(ns) != 1:
             raise UserError(
-                f"layers hold different numbers of samples {sorted(ns)}; CKA/SVCCA "
-                "compare the same samples."
+                f"layers hold different numbers of samples {sorted(ns)}; similarity "
+                "analyses compare the same samples."
             )
-        if a.analysis == "cka":
-            if mesh is not None:
-                from geomjax.distributed import cka_matrix_sharded
+        if a.project and a.analysis in ("svcca", "cca", "pwcca"):
+            reps = {
+                k: g.project_features(v, a.project, seed=a.seed) if v.shape[1] > a.project else v
+                for k, v in reps.items()
+            }
+        # the CCA family with a small ridge (rank-deficient layers); CKA as defined
+        kw = {} if a.analysis in ("cka", "rbf_cka") else {"epsilon": 1e-6}
+        if mesh is not None:
+            from geomjax.distributed import similarity_matrix_sharded
 
-                m = cka_matrix_sharded(reps, mesh=mesh, memory_budget=budget)
-            else:
-                m = cka_matrix(reps)
+            m = similarity_matrix_sharded(
+                reps, measure=a.analysis, mesh=mesh, memory_budget=budget, **kw
+            )
+        elif a.analysis == "cka":
+            from geomjax.similarity import cka_matrix
+
+            m = cka_matrix(reps)
         else:
-            if a.project:
-                reps = {
-                    k: g.project_features(v, a.project, seed=a.seed)
-                    if v.shape[1] > a.project
-                    else v
-                    for k, v in reps.items()
-                }
-            if mesh is not None:
-                from geomjax.distributed import similarity_matrix_sharded
-
-                m = similarity_matrix_sharded(
-                    reps, measure="svcca", epsilon=1e-6, mesh=mesh, memory_budget=budget
-                )
-            else:
-                m = similarity_matrix(reps, measure="svcca", epsilon=1e-6)
+            m = similarity_matrix(reps, measure=a.analysis, **kw)
         df = m.to_frame()
         print(m.to_wide().round(3).to_string())
     elif a.analysis == "probe":
@@ -500,7 +511,12 @@ def cmd_analyze(a) -> int:
         groups = None
         if a.labels_key in arrays:
             groups = _labels(arrays, a.labels_key, x.shape[0])
-        spec = jb.slt_spectra(mlp, x, layers=list(range(nl)), groups=groups)
+        if mesh is not None:  # frames sharded, Grams summed over devices
+            from geomjax.distributed import slt_spectra_sharded
+
+            spec = slt_spectra_sharded(mlp, x, layers=list(range(nl)), groups=groups, mesh=mesh)
+        else:
+            spec = jb.slt_spectra(mlp, x, layers=list(range(nl)), groups=groups)
         df = spec.table()
         print(df.groupby(["layer", "group"])["auc"].mean().to_string())
     path = _write_table(df, out, a.analysis)
@@ -513,8 +529,8 @@ def add_analyze(sub) -> None:
         "analyze",
         help="run an analysis on extracted activations or on your own arrays",
         description="Analyses: mftma (capacity/radius/dimension/centre correlation + D_PR/D_EV), "
-        "capacity (simulated alpha_SIM), dimension (D_PR, D_EV), cka, svcca (all layer "
-        "pairs), probe (layer-wise + ALL probes, ranking, ablation, minimal set, "
+        "capacity (simulated alpha_SIM), dimension (D_PR, D_EV), cka, rbf_cka, svcca, cca, "
+        "pwcca (all layer pairs), probe (layer-wise + ALL probes, ranking, ablation, minimal set, "
         "control), slt (SLT spectra of a phone-MLP checkpoint). Input: .npz with one "
         "array per layer ((P, M, N) manifolds, or (n, N) rows plus a 'labels' array), "
         ".npy, or .parquet/.csv (numeric columns = features, optional 'label' column).",
