@@ -290,6 +290,134 @@ def _factor_and_residual(key, X, Q):
     return A, jnp.linalg.norm(R) / jnp.sqrt(8.0)
 
 
+def manifold_factored_projection(key, factor, n_extra: int, n_columns: int,
+                                 block: int) -> jax.Array:
+    """:func:`factored_projection` from a per-manifold factor ``(B, G, rows)``.
+
+    ``B`` (``P x m x q``) holds an orthonormal basis of each manifold's point span, ``G``
+    (``P q x r``) the row-space factor of the stacked coordinates ``C_mu = B_mu^T X_mu``, and
+    ``rows`` (``K,``) the flat index ``mu * m + i`` of each point; then ``X = blkdiag(B) C`` and
+    ``A = blkdiag(B) G`` is the row-space factor of :func:`factored_projection`, applied in two
+    cheap products (``P q r + K q`` per column instead of ``K r``). The draws are those of
+    :func:`factored_projection` with ``A`` (same keys, same ``z`` and ``c``).
+
+    Returns:
+        ``(K, n_columns)`` projected points.
+    """
+    B, G, rows = factor
+    P_, m, q = B.shape
+    r = G.shape[1]
+    dt = G.dtype
+    n_blocks = n_columns // block
+
+    def draw(b):
+        kz, kc = jax.random.split(jax.random.fold_in(key, b))
+        z = jax.random.normal(kz, (r, block), dt)
+        c = 2.0 * jax.random.gamma(kc, 0.5 * n_extra, (block,), dt) if n_extra else 0.0
+        return z, jnp.sum(z * z, axis=0) + c
+
+    z, sq = jax.vmap(draw)(jnp.arange(n_blocks))
+    z = jnp.transpose(z, (1, 0, 2)).reshape(r, n_columns)
+    V = jnp.matmul(G, z, precision=_HI).reshape(P_, q, n_columns)
+    Y = jnp.matmul(B, V, precision=_HI).reshape(P_ * m, n_columns)
+    if rows is not None:
+        Y = Y[rows]
+    return Y / jnp.sqrt(sq.reshape(n_columns))[None, :]
+
+
+@jax.jit
+def _manifold_spans(Xp):
+    """Eigen-decompositions (ascending) of each manifold's Gram matrix ``X_mu X_mu^T``."""
+    # One 2-D product per manifold (XLA's CPU batched product is several times slower).
+    gram = lax.map(lambda x: jnp.matmul(x, x.T, precision=_HI), Xp)
+    return jnp.linalg.eigh(gram)
+
+
+@partial(jax.jit, static_argnames=("q",))
+def _stacked_gram(Xp, U, keep, q):
+    """``B`` (the ``q`` leading eigenvectors of each manifold, zeroed where not kept), the
+    stacked coordinates ``C = B^T X`` (``P q x N``) and the eigen-decomposition of ``C C^T``."""
+    B = U[:, :, -q:] * keep[:, None, -q:]
+    C = lax.map(lambda bx: jnp.matmul(bx[0].T, bx[1], precision=_HI), (B, Xp))
+    C = C.reshape(-1, Xp.shape[2])
+    lam, E = jnp.linalg.eigh(jnp.matmul(C, C.T, precision=_HI))
+    return B, C, lam, E
+
+
+@partial(jax.jit, static_argnames=("r",))
+def _manifold_factor_and_residual(key, Xp, B, C, lam, E, r):
+    """``G = E_r Lambda_r^(1/2)`` (the principal-component scores of ``C``, so ``blkdiag(B) G``
+    are those of ``X``, each column signed to have its largest entry positive) and a randomised
+    estimate of ``||X - blkdiag(B) E_r E_r^T C||_F`` from 8 Gaussian probes."""
+    P_, m, q = B.shape
+    E = E[:, -r:]
+    lam = jnp.maximum(lam[-r:], 0.0)
+    G = E * jnp.sqrt(lam)[None, :]
+    A = jnp.matmul(B, G.reshape(P_, q, r), precision=_HI).reshape(P_ * m, r)
+    big = jnp.take_along_axis(A, jnp.argmax(jnp.abs(A), axis=0)[None, :], axis=0)[0]
+    G = G * jnp.where(big < 0, -1.0, 1.0).astype(G.dtype)
+    probe = jax.random.normal(key, (Xp.shape[2], 8), Xp.dtype)
+    Cp = jnp.matmul(E, jnp.matmul(E.T, jnp.matmul(C, probe, precision=_HI), precision=_HI),
+                    precision=_HI)
+    R = jnp.matmul(Xp, probe, precision=_HI) - jnp.matmul(B, Cp.reshape(P_, q, 8),
+                                                          precision=_HI)
+    return G, jnp.linalg.norm(R) / jnp.sqrt(8.0)
+
+
+def _manifold_factor(key, X, counts, max_rank: int):
+    """Row-space factor of ``X`` through each manifold's span, or None.
+
+    When every manifold spans few dimensions (e.g. ``d``-dimensional clouds around centres),
+    ``X = blkdiag(B) C`` with ``B_mu`` an orthonormal basis of manifold ``mu``'s span (from its
+    ``M_mu x M_mu`` Gram matrix) and ``C`` the stacked coordinates (``sum_mu q_mu x N``); the
+    row space of ``X`` is that of ``C``, whose Gram matrix is small. The kept directions are those
+    above ``max(m, N) eps lambda_1`` at both levels, and the factor is accepted only if a
+    randomised estimate of the dropped part is below ``eps^(3/4) ||X||_F`` (as
+    :func:`_row_space_factor`): the projections drawn from it are then exact in distribution.
+    None when the spans are not small (``P q > min(K, N) / 2``) or the rank exceeds
+    ``max_rank``; the caller then falls back to :func:`_row_space_factor`.
+
+    Returns:
+        ``(B, G, rows)`` for :func:`manifold_factored_projection` (``rows`` None when the points
+        are already in padded order), or None.
+    """
+    K, N = X.shape
+    P_ = len(counts)
+    m = int(max(counts))
+    if max_rank < 1 or P_ * m > 2 * K:
+        return None
+    dt = X.dtype
+    eps = float(jnp.finfo(dt).eps)
+    xnorm = float(jnp.linalg.norm(X))
+    if xnorm == 0.0:
+        return None
+    if all(int(c) == m for c in counts):
+        Xp, rows = X.reshape(P_, m, N), None
+    else:
+        within = np.concatenate([np.arange(int(c)) for c in counts])
+        mi = np.repeat(np.arange(P_), counts)
+        rows_np = mi * m + within
+        Xp = jnp.zeros((P_ * m, N), dt).at[rows_np].set(X).reshape(P_, m, N)
+        rows = jnp.asarray(rows_np, jnp.int32)
+    lam, U = _manifold_spans(Xp)
+    lam_np = np.asarray(lam)
+    tol = max(m, N) * eps * float(lam_np.max())
+    keep_np = lam_np > tol
+    q = int(keep_np.sum(axis=1).max())
+    if q < 1 or P_ * q > min(K, N) // 2:
+        return None
+    B, C, lam2, E = _stacked_gram(Xp, U, jnp.asarray(keep_np, dt), q)
+    lam2_np = np.asarray(lam2)
+    tol2 = max(P_ * q, N) * eps * float(lam2_np.max())
+    r = int(np.sum(lam2_np > tol2))
+    if r < 1 or r > max_rank:
+        return None
+    G, resid = _manifold_factor_and_residual(key, Xp, B, C, lam2, E, r)
+    if float(resid) > eps**0.75 * xnorm:
+        return None
+    return B, G, rows
+
+
 @partial(
     jax.jit,
     static_argnames=("n_manifolds", "n_max", "n_cols", "block", "max_steps", "rtol", "ridge",
@@ -308,8 +436,14 @@ def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, bloc
     of ``n*``) the splits follow that prior (:func:`~geomjax.solvers._bisection.integer_bisection`
     with ``cdf``), closed brackets are skipped, and ``n_max`` is checked only if the search ends
     there. The critical sizes are the same either way; only the number of checks changes."""
-    dt = X.dtype
-    K, N = X.shape
+    two_level = isinstance(X, (tuple, list))
+    if two_level:
+        B_, G_, rows_ = X
+        dt = G_.dtype
+        K = int(rows_.shape[0]) if rows_ is not None else int(B_.shape[0] * B_.shape[1])
+    else:
+        dt = X.dtype
+        K = X.shape[0]
     guided = prior is not None
     num_steps = guided_bisection_steps(n_max) if guided else bisection_steps(n_max)
     skip = guided and chunk_size == 1
@@ -326,10 +460,12 @@ def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, bloc
     def one(key):
         k_lab, k_proj = jax.random.split(key)
         y = balanced_dichotomy(k_lab, n_manifolds)[manifold_index]
-        if factored:
+        if two_level:
+            Y = manifold_factored_projection(k_proj, X, n_extra, n_cols, block)
+        elif factored:
             Y = factored_projection(k_proj, X, n_extra, n_cols, block)
         else:
-            W = nested_projection(k_proj, N, n_cols, block, dt)
+            W = nested_projection(k_proj, X.shape[1], n_cols, block, dt)
             Y = jnp.matmul(X, W, precision=_HI)
         mask = jnp.ones((K,), bool)
         w0 = jnp.zeros((n_cols + 1,), dt)
@@ -559,11 +695,23 @@ def _estimate(key, mans, P, N, n_dichotomies, *, capacity_guess, n_max, center, 
     if low_rank is None:
         n_cols0 = int(math.ceil(hi / block)) * block
         max_rank = min(K, N // 2, n_dichotomies * n_cols0 // 4)
-        if max_rank >= 1:
-            factor = _row_space_factor(jax.random.fold_in(key, 2**31 - 1), X, max_rank)
     elif low_rank:
-        factor = _row_space_factor(jax.random.fold_in(key, 2**31 - 1), X, min(K, N - 1))
-    data, n_extra = (X, 0) if factor is None else (factor, N - int(factor.shape[1]))
+        max_rank = min(K, N - 1)
+    else:
+        max_rank = 0
+    if max_rank >= 1:
+        k_fac = jax.random.fold_in(key, 2**31 - 1)
+        # Through the manifolds' spans when they are small (cheap Gram matrices, cheaper
+        # projections); else the randomised range finder on all points.
+        factor = _manifold_factor(k_fac, X, counts, max_rank)
+        if factor is None:
+            factor = _row_space_factor(k_fac, X, max_rank)
+    if factor is None:
+        data, n_extra = X, 0
+    elif isinstance(factor, tuple):
+        data, n_extra = factor, N - int(factor[1].shape[1])
+    else:
+        data, n_extra = factor, N - int(factor.shape[1])
     n_pilot = _N_PILOT if (chunk_size == 1 and n_dichotomies > 2 * _N_PILOT) else 0
     while True:
         n_cols = int(math.ceil(hi / block)) * block

@@ -268,3 +268,34 @@ def test_low_rank_path_certified_thresholds():
         ns = int(n_star[d])
         assert lp_separable(Y[:, :ns], y)
         assert not lp_separable(Y[:, : ns - 1], y)
+
+
+def test_manifold_factor_matches_the_row_space_factor():
+    from geomjax.manifold._empirical import (
+        _manifold_factor,
+        _row_space_factor,
+        factored_projection,
+        manifold_factored_projection,
+    )
+
+    rng = np.random.default_rng(3)
+    # Ragged manifolds, each a 3-dim cloud around a centre: spans of 4 dims, rank <= 4 P.
+    counts = [12, 15, 10, 14, 13, 12]
+    mans = [rng.standard_normal((1, 80)) + rng.standard_normal((c, 3)) @ rng.standard_normal((3, 80))
+            for c in counts]
+    X = np.concatenate(mans)
+    X = jnp.asarray(X - X.mean(0))
+    f = _manifold_factor(jax.random.key(0), X, counts, 60)
+    assert f is not None
+    B, G, rows = f
+    A2 = np.asarray(jnp.matmul(B, G.reshape(B.shape[0], B.shape[2], -1)).reshape(-1, G.shape[1]))
+    A2 = A2[np.asarray(rows)]
+    A = np.asarray(_row_space_factor(jax.random.key(1), X, 60))
+    assert A.shape == A2.shape == (sum(counts), 23)  # 6 spans of 4, less the global mean
+    np.testing.assert_allclose(A2, A, atol=1e-9 * np.abs(A).max())
+    Y1 = factored_projection(jax.random.key(2), jnp.asarray(A), 57, 32, 16)
+    Y2 = manifold_factored_projection(jax.random.key(2), f, 57, 32, 16)
+    np.testing.assert_allclose(np.asarray(Y2), np.asarray(Y1), atol=1e-9 * float(np.abs(Y1).max()))
+    # Spans as large as the points (generic manifolds): no gain, no factor.
+    Xg = jnp.asarray(rng.standard_normal((48, 80)))
+    assert _manifold_factor(jax.random.key(0), Xg, [8] * 6, 40) is None
