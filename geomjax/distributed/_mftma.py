@@ -18,19 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from geomjax._checks import check_manifolds
 from geomjax._types import Solution, SolverSettings
 from geomjax.distributed._mesh import make_mesh, sharded_vmap
-from geomjax.manifold import MFTMAResult, fit_center_subspace, reduce_manifolds
-from geomjax.manifold._center import _mean_abs_cos
-from geomjax.manifold._mftma import (
-    _HI,
-    _anchor_geometry_core,
-    _centres,
-    _default_manifold_batch,
-    _pad,
-    _solver_items,
-)
+from geomjax.manifold import MFTMAResult
+from geomjax.manifold._mftma import _anchor_geometry_core, _prepare_analysis, _solver_items
 
 __all__ = ["mftma_sweep", "sweep_keys", "sweep_frame"]
 
@@ -44,36 +35,6 @@ def sweep_keys(key, n: int):
             raise ValueError(f"`key` holds {k.shape[0]} keys for {n} analyses.")
         return k
     return jax.random.split(key, n)
-
-
-def _prepare(key, manifolds, K, n_reps, max_k, stiefel_steps, reduction, manifold_batch, dtype,
-             name):
-    mans = check_manifolds(manifolds, name, min_points=2)
-    if dtype is None:
-        dt = jnp.result_type(*[m.dtype for m in mans])
-        if not jnp.issubdtype(dt, jnp.floating):
-            dt = jnp.result_type(float)
-    else:
-        dt = dtype
-    dt = jnp.dtype(dt)
-    X, mask, Ms = _pad(mans, dt)
-    P, _, N = X.shape
-    X = jnp.asarray(X)
-    mask_j = jnp.asarray(mask)
-    k_fa, k_t = jax.random.split(key)
-    centers, xbar = _centres(X, mask_j)
-    fa = fit_center_subspace(k_fa, centers, K, n_reps=n_reps, max_k=max_k,
-                             max_steps=stiefel_steps)
-    rho0, Kc, Vc, center_ok = fa["center_correlation"], fa["K"], fa["V"], fa["converged"]
-    mb = _default_manifold_batch(P) if manifold_batch is None else max(1, int(manifold_batch))
-    sD1, _ = reduce_manifolds(X, mask_j, xbar, Vc, reduction, min(mb, P))
-    ct = centers - jnp.mean(centers, axis=0)
-    if Kc:
-        ct = ct - jnp.matmul(jnp.matmul(ct, Vc, precision=_HI), Vc.T, precision=_HI)
-    rho_res = _mean_abs_cos(ct)
-    dims = jnp.asarray(np.minimum(Ms, N))
-    return dict(sD1=sD1, mask=mask_j, dims=dims, keys=jax.random.split(k_t, P), Ms=Ms, dtype=dt,
-                rho0=rho0, rho_res=rho_res, K=int(Kc), center_ok=bool(center_ok))
 
 
 @functools.lru_cache(maxsize=32)
@@ -152,8 +113,10 @@ def mftma_sweep(
     keys = sweep_keys(key, B)
     if inner_batch is None and jax.default_backend() == "cpu":
         inner_batch = 1
-    preps = [_prepare(keys[i], a, K, n_reps, max_k, stiefel_steps, reduction, None, dtype,
-                      f"analyses[{i}]") for i, a in enumerate(analyses)]
+    preps = [_prepare_analysis(keys[i], a, K=K, n_reps=n_reps, max_k=max_k,
+                               stiefel_steps=stiefel_steps, reduction=reduction, dtype=dtype,
+                               name=f"analyses[{i}]")
+             for i, a in enumerate(analyses)]
     # Pool manifolds of equal reduced shape and dtype: one compiled program per group.
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(preps):

@@ -40,7 +40,7 @@ from jax import lax
 
 from geomjax._checks import as_array, check_finite, check_manifolds
 from geomjax._types import Solution, SolverSettings, pytree_dataclass
-from geomjax.manifold._center import fit_center_subspace
+from geomjax.manifold._center import _mean_abs_cos, center_correlation, fit_center_subspace
 from geomjax.solvers import default_rtol, nnls_gram
 
 __all__ = ["anchor_geometry", "AnchorGeometry", "mftma", "MFTMAResult", "reduce_manifolds"]
@@ -338,6 +338,33 @@ def _centres(X, mask):
     return centers, xbar
 
 
+def _gram_points(Gm, w, D):
+    """Reduced points ``S`` (``(M, D)``, rows) with ``S S^T = Gm`` from the eigendecomposition of
+    one manifold's normalised Gram matrix (``w``: 1 for real points, 0 for padding)."""
+    M = Gm.shape[0]
+    lam, W = jnp.linalg.eigh((Gm + Gm.T) / 2)
+    lam, W = lam[::-1][:D], W[:, ::-1][:, :D]
+    # Canonical eigenvector signs (largest-magnitude entry positive), so permuting the points
+    # permutes the rows of S and nothing else.
+    big = jnp.take_along_axis(W, jnp.argmax(jnp.abs(W), axis=0)[None], axis=0)
+    W = W * jnp.where(big < 0, -1, 1).astype(W.dtype)
+    # Eigenvalues at round-off level are exact zeros (centring removes one direction); their
+    # square roots (~sqrt(eps)) would add a spurious thin direction.
+    lam = jnp.where(lam > 64 * M * jnp.finfo(Gm.dtype).eps * lam[0], lam, 0)
+    return W * jnp.sqrt(lam)[None, :] * w[:, None]
+
+
+@functools.partial(jax.jit, static_argnames=("D",))
+def _points_from_grams(G, mask, D):
+    """``(P, M, D+1)`` reduced points (last coordinate ones) from ``(P, M, M)`` normalised Grams."""
+    def one(args):
+        g, m = args
+        w = m.astype(g.dtype)
+        return jnp.concatenate([_gram_points(g, w, D), w[:, None]], axis=1)
+
+    return lax.map(one, (G, mask))
+
+
 @functools.partial(jax.jit, static_argnames=("reduction", "manifold_batch"))
 def reduce_manifolds(X, mask, xbar, V, reduction: str = "gram", manifold_batch: int = 1):
     """Project out ``V``, centre and normalise each manifold, and reduce it to ``M`` coordinates.
@@ -387,17 +414,7 @@ def reduce_manifolds(X, mask, xbar, V, reduction: str = "gram", manifold_batch: 
             if V.shape[1]:
                 BV = jnp.matmul(B, V, precision=_HI)
                 Gm = Gm - jnp.matmul(BV, BV.T, precision=_HI)
-            Gm = Gm / (cn * cn)
-            lam, W = jnp.linalg.eigh((Gm + Gm.T) / 2)
-            lam, W = lam[::-1][:D], W[:, ::-1][:, :D]
-            # Canonical eigenvector signs (largest-magnitude entry positive), so permuting the
-            # points permutes the rows of S and nothing else.
-            big = jnp.take_along_axis(W, jnp.argmax(jnp.abs(W), axis=0)[None], axis=0)
-            W = W * jnp.where(big < 0, -1, 1).astype(W.dtype)
-            # Eigenvalues at round-off level are exact zeros (centring removes one direction);
-            # their square roots (~sqrt(eps)) would add a spurious thin direction.
-            lam = jnp.where(lam > 64 * M * jnp.finfo(x.dtype).eps * lam[0], lam, 0)
-            S = W * jnp.sqrt(lam)[None, :] * w[:, None]
+            S = _gram_points(Gm / (cn * cn), w, D)
         return jnp.concatenate([S, w[:, None]], axis=1), cn
 
     return _map(one, (X, mask), manifold_batch)
@@ -455,6 +472,103 @@ def _pad_t(t, dims, D1, dtype):
         out[i, :, :d] = x[:, :d]
         out[i, :, -1] = x[:, -1]
     return jnp.asarray(out)
+
+
+def _host_pass(backend: str, reduction: str) -> bool:
+    """Data passes on the host with NumPy's BLAS (CPU only, Gram reduction): the manifolds are
+    read where they lie (no device copy of the input, no padded stack) and the per-manifold
+    temporaries are one ``(M, N)`` block at a time."""
+    return backend == "cpu" and reduction == "gram"
+
+
+def _host_centres(mans, dtype):
+    """Per-manifold centres ``(P, N)`` and the global mean of all points, one read of the data."""
+    centers = np.empty((len(mans), mans[0].shape[1]), dtype)
+    for i, m in enumerate(mans):
+        centers[i] = np.ones(m.shape[0], dtype) @ m / m.shape[0]
+    Ms = np.array([m.shape[0] for m in mans], dtype)
+    return centers, (Ms @ centers) / Ms.sum()
+
+
+def _host_grams(mans, centers, xbar, V, Mmax, dtype):
+    """Normalised Gram matrices ``U U^T`` of the projected, centred manifolds (``(P, M, M)``,
+    zero-padded): ``G = B B^T - (B V)(B V)^T`` with ``B = X - c`` (the projection applied to the
+    ``M x M`` Gram, not to the data), divided by ``||(I - V V^T)(c - xbar)||^2``."""
+    G = np.zeros((len(mans), Mmax, Mmax), dtype)
+    for i, m in enumerate(mans):
+        B = m - centers[i]
+        g = B @ B.T
+        cns = centers[i] - xbar
+        if V.shape[1]:
+            BV = B @ V
+            g -= BV @ BV.T
+            cns = cns - V @ (V.T @ cns)
+        G[i, : m.shape[0], : m.shape[0]] = g / np.dot(cns, cns)
+    return G
+
+
+def _prepare_analysis(key, manifolds, *, K=None, V=None, n_reps=10, max_k=None,
+                      stiefel_steps=1000, reduction="gram", manifold_batch=None, dtype=None,
+                      name="manifolds"):
+    """Everything :func:`mftma` does before the anchor problems, shared with
+    :func:`geomjax.distributed.mftma_sweep` (so both see the same reduced manifolds and keys).
+
+    Validation, global centring and centres, centre correlation and the removed subspace (fitted
+    or given), reduction to ``D+1`` coordinates. On CPU with the Gram reduction the data passes
+    run on the host (:func:`_host_pass`); otherwise on the device (:func:`reduce_manifolds`).
+
+    Returns:
+        dict with ``sD1`` ``(P, M, D+1)``, ``mask`` ``(P, M)``, ``dims`` ``(P,)``, ``Ms``,
+        ``dtype``, ``key`` (for the samples), ``keys`` (``split(key, P)``, one per manifold),
+        ``rho0``, ``rho_res``, ``K``, ``center_ok``, ``manifold_batch``.
+    """
+    mans = check_manifolds(manifolds, name, min_points=2)
+    if dtype is None:
+        dtype = jnp.result_type(*[m.dtype for m in mans])
+        if not jnp.issubdtype(dtype, jnp.floating):
+            dtype = jnp.result_type(float)
+    dtype = jnp.dtype(dtype)
+    P, N = len(mans), mans[0].shape[1]
+    Ms = np.array([m.shape[0] for m in mans])
+    Mmax = int(Ms.max())
+    mask = np.arange(Mmax)[None, :] < Ms[:, None]
+    mask_j = jnp.asarray(mask)
+    k_fa, k_t = jax.random.split(key)
+    host = _host_pass(jax.default_backend(), reduction)
+    if host:
+        mans = [np.asarray(m, dtype) for m in mans]  # no copy for NumPy/CPU input of this dtype
+        centers_h, xbar_h = _host_centres(mans, dtype)
+        centers = jnp.asarray(centers_h)
+    else:
+        X, _, _ = _pad(mans, dtype, None if isinstance(manifolds, (list, tuple))
+                       else as_array(manifolds, name))
+        X = _to_device(X)
+        centers, xbar = _centres(X, mask_j)
+    if V is not None:
+        V = jnp.asarray(as_array(V, "V"), dtype)
+        if V.ndim != 2 or V.shape[0] != N or V.shape[1] > P - 1:
+            raise ValueError(f"`V` must be (N, K) = ({N}, K <= {P - 1}); got {tuple(V.shape)}.")
+        check_finite(V, "V")
+        if V.shape[1] and not np.allclose(np.asarray(V.T @ V), np.eye(V.shape[1]),
+                                          atol=1e-4 if dtype == jnp.float32 else 1e-8):
+            raise ValueError("`V` must have orthonormal columns (V^T V = I).")
+        rho0, Kc, Vc, center_ok = center_correlation(centers), int(V.shape[1]), V, True
+    else:
+        fa = fit_center_subspace(k_fa, centers, K, n_reps=n_reps, max_k=max_k,
+                                 max_steps=stiefel_steps)
+        rho0, Kc, Vc, center_ok = fa["center_correlation"], fa["K"], fa["V"], fa["converged"]
+    mb = _default_manifold_batch(P) if manifold_batch is None else max(1, int(manifold_batch))
+    if host:
+        G = _host_grams(mans, centers_h, xbar_h, np.asarray(Vc, dtype), Mmax, dtype)
+        sD1 = _points_from_grams(jnp.asarray(G), mask_j, min(N, Mmax))
+    else:
+        sD1, _ = reduce_manifolds(X, mask_j, xbar, Vc, reduction, min(mb, P))
+    ct = centers - jnp.mean(centers, axis=0)
+    if Kc:
+        ct = ct - jnp.matmul(jnp.matmul(ct, Vc, precision=_HI), Vc.T, precision=_HI)
+    return dict(sD1=sD1, mask=mask_j, dims=jnp.asarray(np.minimum(Ms, N)), Ms=Ms, dtype=dtype,
+                key=k_t, keys=jax.random.split(k_t, P), rho0=rho0, rho_res=_mean_abs_cos(ct),
+                K=int(Kc), center_ok=bool(center_ok), manifold_batch=mb)
 
 
 @pytree_dataclass(meta=("K", "n_t", "forms", "n_unconverged", "center_converged"))
@@ -603,55 +717,19 @@ def mftma(
         raise ValueError(f"`reduction` must be 'gram' or 'qr'; got {reduction!r}.")
     if int(n_t) < 1:
         raise ValueError(f"`n_t` must be >= 1; got {n_t}.")
-    mans = check_manifolds(manifolds, "manifolds", min_points=2)
-    if dtype is None:
-        dtype = jnp.result_type(*[m.dtype for m in mans])
-        if not jnp.issubdtype(dtype, jnp.floating):
-            dtype = jnp.result_type(float)
-    dtype = jnp.dtype(dtype)
-    X, mask, Ms = _pad(mans, dtype, None if isinstance(manifolds, (list, tuple))
-                       else as_array(manifolds, "manifolds"))
-    P, Mmax, N = X.shape
-    X = _to_device(X)
-    mask_j = jnp.asarray(mask)
-    k_fa, k_t = jax.random.split(key)
-    centers, xbar = _centres(X, mask_j)
-    fa = None
-    if V is not None:
-        V = jnp.asarray(as_array(V, "V"), dtype)
-        if V.ndim != 2 or V.shape[0] != N or V.shape[1] > P - 1:
-            raise ValueError(f"`V` must be (N, K) = ({N}, K <= {P - 1}); got {tuple(V.shape)}.")
-        check_finite(V, "V")
-        if V.shape[1] and not np.allclose(np.asarray(V.T @ V), np.eye(V.shape[1]),
-                                          atol=1e-4 if dtype == jnp.float32 else 1e-8):
-            raise ValueError("`V` must have orthonormal columns (V^T V = I).")
-        from geomjax.manifold._center import center_correlation
-
-        rho0 = center_correlation(centers)
-        Kc = int(V.shape[1])
-        Vc = V
-        center_ok = True
-    else:
-        fa = fit_center_subspace(k_fa, centers, K, n_reps=n_reps, max_k=max_k,
-                                 max_steps=stiefel_steps)
-        rho0, Kc, Vc, center_ok = fa["center_correlation"], fa["K"], fa["V"], fa["converged"]
-    mb = _default_manifold_batch(P) if manifold_batch is None else max(1, int(manifold_batch))
-    sD1, cn = reduce_manifolds(X, mask_j, xbar, Vc, reduction, min(mb, P))
-    from geomjax.manifold._center import _mean_abs_cos
-
-    ct = centers - jnp.mean(centers, axis=0)
-    if Kc:
-        ct = ct - jnp.matmul(jnp.matmul(ct, Vc, precision=_HI), Vc.T, precision=_HI)
-    rho_res = _mean_abs_cos(ct)
-    dims = jnp.asarray(np.minimum(Ms, N))
+    pr = _prepare_analysis(key, manifolds, K=K, V=V, n_reps=n_reps, max_k=max_k,
+                  stiefel_steps=stiefel_steps, reduction=reduction,
+                  manifold_batch=manifold_batch, dtype=dtype)
+    sD1, mask_j, dims, Ms, dtype, mb = (pr["sD1"], pr["mask"], pr["dims"], pr["Ms"], pr["dtype"],
+                                        pr["manifold_batch"])
     items = _solver_items(rtol, atol, max_steps, check_every, dtype)
     t_pad = None
     if t is not None:
-        t_pad = _pad_t(t, np.minimum(Ms, N), sD1.shape[2], dtype)
+        t_pad = _pad_t(t, np.asarray(dims), sD1.shape[2], dtype)
         n_t = t_pad.shape[1]
     cap, inv, rad, dm, _, _, sol = _anchors_all(
-        k_t, sD1, mask_j, dims, jnp.asarray(kappa, dtype), int(n_t), forms, chunk_size, items, mb,
-        t_pad)
+        pr["key"], sD1, mask_j, dims, jnp.asarray(kappa, dtype), int(n_t), forms, chunk_size, items,
+        mb, t_pad)
     if strict:
         Solution(sol.value, sol.converged, sol.num_steps, sol.residual,
                  SolverSettings(items[0][1], items[1][1], items[2][1], "fista+polish")
@@ -663,14 +741,14 @@ def mftma(
     dimension = jnp.mean(dm)
     lb = 2.0 / mbar
     res = MFTMAResult(
-        capacity=capacity, radius=radius, dimension=dimension, center_correlation=rho0,
-        residual_center_correlation=rho_res, capacity_per_manifold=cap,
+        capacity=capacity, radius=radius, dimension=dimension, center_correlation=pr["rho0"],
+        residual_center_correlation=pr["rho_res"], capacity_per_manifold=cap,
         radius_per_manifold=rad, dimension_per_manifold=dm, n_points=jnp.asarray(Ms),
         reduced_dim=dims, lower_bound=jnp.asarray(lb, dtype), capacity_ratio=capacity / lb,
         dimension_ratio=dimension / mbar, kappa=jnp.asarray(kappa, dtype),
         max_steps_used=jnp.max(sol.num_steps), max_residual=jnp.max(sol.residual),
-        K=int(Kc), n_t=int(n_t), forms=forms, n_unconverged=int(conv.size - conv.sum()),
-        center_converged=bool(center_ok),
+        K=pr["K"], n_t=int(n_t), forms=forms, n_unconverged=int(conv.size - conv.sum()),
+        center_converged=pr["center_ok"],
     )
     return res
 
