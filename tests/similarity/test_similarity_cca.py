@@ -230,3 +230,52 @@ def test_cholesky_route_refuses_near_singular_side():
     r = sim.cca(x2, y)  # falls back to the rank-revealing eigen-route
     assert int(r.rank_x) == 6
     np.testing.assert_allclose(r.valid_rho, sim.cca(x2, y, method="svd").valid_rho, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "fn, kw, deficient",
+    [
+        ("svcca", {}, False),
+        ("svcca", {"epsilon": 1e-3, "threshold": 0.9}, True),
+        ("cca", {}, False),  # Cholesky whitening
+        ("cca", {}, True),  # certification fails: eigen-route
+        ("pwcca", {}, False),
+        ("pwcca", {"side": "y", "threshold": 0.95}, True),
+    ],
+)
+def test_host_lapack_route_matches_jitted_core(fn, kw, deficient):
+    """Eager float64 on CPU runs in host LAPACK (kept eigenvectors only); the jitted core on
+    the same cross-products is the reference. Widths >= 64 take the tridiagonal path."""
+    from geomjax.similarity import _cca
+
+    x, y = _pair(14, (500, 70, 90), shared=5)
+    if deficient:  # rank 70 of 72 (an exact combination and a constant): the eigen-route
+        x = np.concatenate([x, x[:, :1] - x[:, 1:2], np.full((500, 1), 3.0)], axis=1)
+    kw = dict(kw)
+    side, thr = kw.pop("side", None), kw.pop("threshold", None)
+    if fn == "svcca":
+        thr = 0.99 if thr is None else thr
+    xa, ya, eps, rx, ry, m = _cca._prep_cca(
+        x, y, kw.get("epsilon", 0.0), None, kw.get("method", "auto"), chol_ok=thr is None
+    )
+    weights = (side or "x") if fn == "pwcca" else None
+    use = thr is not None
+    grams = _cca._host_cross_products(xa, ya)
+    args = (xa.shape[0], eps, rx, ry, 1.0 if thr is None else thr, use, m, weights)
+    host = _cca._host_cca(*grams, *args)
+    jit = _cca._cca_host_core(*(jax.numpy.asarray(g) for g in grams), *args)
+    if weights is not None:
+        assert float(host.value) == pytest.approx(float(jit.value), abs=1e-10)
+        np.testing.assert_allclose(host.weights, jit.weights, atol=1e-9)
+        np.testing.assert_allclose(host.rho, jit.rho, atol=1e-10)
+        return
+    for f in ("n_components", "rank_x", "rank_y", "kept_x", "kept_y"):
+        assert int(getattr(host, f)) == int(getattr(jit, f)), f
+    assert host.rho.dtype == jit.rho.dtype and host.rank_x.dtype == jit.rank_x.dtype
+    np.testing.assert_allclose(host.rho, jit.rho, atol=1e-10)
+    assert float(host.mean) == pytest.approx(float(jit.mean), abs=1e-12)
+    if deficient:
+        assert int(host.rank_x) == 70
+    # the public function takes the host route here and gives the same answer
+    pub = getattr(sim, fn)(x, y, **kw, **({"threshold": thr} if thr is not None else {}))
+    assert float(pub.mean) == pytest.approx(float(host.mean), abs=1e-14)
