@@ -258,13 +258,6 @@ def _layer_jobs(ctx: Context, acts, P: int, M: int, how: str, tag: dict, seed_re
     return jobs
 
 
-def _layer_rows(ctx: Context, acts, P: int, M: int, how: str, tag: dict, seed_rep: int) -> list:
-    return [
-        {**base, **manifold_metrics(key, X, ctx.profile.n_t)}
-        for base, key, X in _layer_jobs(ctx, acts, P, M, how, tag, seed_rep)
-    ]
-
-
 def _timestep_fields(r) -> dict:
     return {
         "capacity_ratio": float(r.capacity_ratio),
@@ -637,16 +630,28 @@ def _sim_reps(ctx, acts, name):
 
 
 def cka_table(xs, ys=None, mesh=None, memory_budget=None):
-    """Linear CKA matrix of ``xs`` (against ``ys``): :func:`geomjax.similarity.cka_matrix`, or
-    with ``mesh`` its pair list sharded by :func:`geomjax.distributed.cka_matrix_sharded` (the
-    feature-space route: equal to the Gram route to round-off)."""
+    """Linear CKA matrix of the dicts ``xs`` (against ``ys``) of ``(n, D)`` layers:
+    :func:`geomjax.similarity.cka_matrix`, or with ``mesh`` its pair list sharded by
+    :func:`geomjax.distributed.cka_matrix_sharded` (the feature-space route, on layers no wider
+    than n: equal to the one-device matrix to round-off)."""
     if mesh is None:
         from geomjax.similarity import cka_matrix
 
         return cka_matrix(xs, ys)
     from geomjax.distributed import cka_matrix_sharded
 
-    return cka_matrix_sharded(xs, ys, mesh=mesh, memory_budget=memory_budget)
+    def narrow(reps):
+        # the pair-sharded route forms D x D cross-products; a layer wider than its n samples
+        # is replaced by its exact n-dimensional embedding (the same Gram matrix, hence the
+        # same linear CKA, to round-off), so a pair costs n^2 memory instead of D^2
+        if reps is None:
+            return None
+        return {
+            k: project_features(v, v.shape[0]) if v.shape[1] > v.shape[0] else v
+            for k, v in reps.items()
+        }
+
+    return cka_matrix_sharded(narrow(xs), narrow(ys), mesh=mesh, memory_budget=memory_budget)
 
 
 def svcca_table(xs, mesh=None, memory_budget=None):

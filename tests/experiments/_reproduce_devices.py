@@ -78,6 +78,10 @@ def similarity_rows(mesh):
         + 0.1 * rng.normal(size=(40, 10 + 3 * i)).astype(np.float32)
         for i in range(4)
     }
+    # wider than its 40 samples: the mesh path embeds it exactly in 40 dimensions first
+    reps["wide"] = (base @ rng.normal(size=(6, 64))).astype(np.float32) + 0.1 * rng.normal(
+        size=(40, 64)
+    ).astype(np.float32)
     final = {k: v + 0.05 * rng.normal(size=v.shape).astype(np.float32) for k, v in reps.items()}
     ck = rp.cka_table(reps, None, mesh).to_frame()
     sv = rp.svcca_table(reps, mesh).to_frame()
