@@ -136,8 +136,11 @@ def _smooth_grad(params, x, y, lam2, l2, mask, transposed=False):
 def probe_kkt_residual(probe: Probe, x, y, lam1=0.0, lam2=0.0, *, l2: str = "squared",
                        feature_mask=None):
     """Infinity norm of the minimum-norm subgradient of the objective (0 at the optimum)."""
-    _, g = _smooth_grad(probe, x, y, lam2, l2, feature_mask)
-    w = _masked(probe.weights, feature_mask)
+    # computed with the weights as (C, D), the layout whose products run fastest on CPU (see
+    # _logits_t); the residual is a max over all entries, so the layout does not change it
+    wt = probe.weights.T
+    _, g = _smooth_grad(Probe(wt, probe.bias), x, y, lam2, l2, feature_mask, True)
+    w = _masked_t(wt, feature_mask)
     gw = g.weights
     if l2 == "unsquared":
         nrm = jnp.sqrt(jnp.sum(w * w))
@@ -146,7 +149,7 @@ def probe_kkt_residual(probe: Probe, x, y, lam1=0.0, lam2=0.0, *, l2: str = "squ
         # elementwise residual below ignores that slack, which only matters at the zero probe.
     rw = jnp.where(w != 0, jnp.abs(gw + lam1 * jnp.sign(w)), jnp.maximum(jnp.abs(gw) - lam1, 0.0))
     if feature_mask is not None:
-        rw = rw * feature_mask[:, None].astype(rw.dtype)
+        rw = rw * feature_mask[None, :].astype(rw.dtype)
     return jnp.maximum(jnp.max(rw), jnp.max(jnp.abs(g.bias)))
 
 
