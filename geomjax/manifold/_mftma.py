@@ -49,6 +49,7 @@ _HI = lax.Precision.HIGHEST
 _FORMS = ("coded", "paper")
 # Lawson-Hanson rounds of the first pass over every sample (see _solve_samples).
 _FIRST_ROUNDS = 4
+_BUF_DIV = 16
 
 
 @pytree_dataclass(meta=("forms",))
@@ -98,20 +99,24 @@ def _anchor_from_solution(S, t, s0, g, x, kappa):
     return jnp.where(interior, s0, w / jnp.where(interior, 1, mass)), interior
 
 
-def _solve_samples(S, G, L, point_mask, T, kappa, solver):
+def _solve_samples(S, G, lipschitz, point_mask, T, kappa, solver):
     """Anchors of a block of samples ``T`` (``(n, D+1)``).
 
-    Pass 1 runs the warm start and its active-set polish on every sample (exact for most).
+    Pass 1 runs the warm start and its active-set polish on every sample (exact for most); it
+    takes no gradient steps, so it needs no step constant (``lipschitz``, a function returning
+    ``lambda_max(G)``, is called only if some sample is left for pass 2).
     Pass 2 gathers the samples still unconverged into a small buffer and iterates only those
     (FISTA + polish), buffer after buffer, so the cost of a few hard samples is not paid by all.
     Each sample's iterates do not depend on which buffer it lands in.
     """
     n = T.shape[0]
     c, x0, s0, g = jax.vmap(lambda t: _prepare(S, G, point_mask, t, kappa))(T)
-    first = dict(solver, max_steps=0, polish_rounds=_FIRST_ROUNDS)
-    sol1 = jax.vmap(lambda cc, xx: nnls_gram(G, cc, x0=xx, mask=point_mask, lipschitz=L,
-                                             **first))(c, x0)
-    buf = max(1, min(n, max(8, n // 16)))
+    first = dict(solver, max_steps=0, polish_rounds=_FIRST_ROUNDS, exact_start=True)
+    # Any L > 0 identifies the support of the warm start; trace(G) >= lambda_max(G).
+    sol1 = jax.vmap(lambda cc, xx: nnls_gram(G, cc, x0=xx, mask=point_mask,
+                                             lipschitz=jnp.trace(G), **first))(c, x0)
+    L = lax.cond(jnp.any(~sol1.converged), lipschitz, lambda: jnp.trace(G))
+    buf = max(1, min(n, max(8, n // _BUF_DIV)))
     ar = jnp.arange(n)
 
     def cond(st):
@@ -180,11 +185,14 @@ def _anchor_geometry_core(S, t, kappa, point_mask, coord_mask, dim, forms, chunk
     t = jnp.where(coord_mask[None, :], t, 0).astype(dt)
     G = jnp.matmul(S, S.T, precision=_HI)
     Gm = jnp.where(point_mask[:, None] & point_mask[None, :], G, 0)
-    L = jnp.linalg.eigvalsh(Gm)[-1]
+
+    def lipschitz():
+        return jnp.linalg.eigvalsh(Gm)[-1]
+
     # Padded points never enter the solver (mask); give them a unit diagonal for the warm start.
     G = jnp.where(jnp.eye(G.shape[0], dtype=bool) & ~point_mask[:, None], 1, G)
     def f(tt):
-        return _solve_samples(S, G, L, point_mask, tt, kappa, solver)
+        return _solve_samples(S, G, lipschitz, point_mask, tt, kappa, solver)
 
     n_t = t.shape[0]
     if chunk_size is None or chunk_size >= n_t:

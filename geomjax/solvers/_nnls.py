@@ -61,9 +61,11 @@ def kkt_residual(G, c, x, mask=None):
     return jnp.max(r, initial=0)
 
 
-def _polish(G, c, x, mask, L, tol, polish_size, polish_rounds):
+def _polish(G, c, x, mask, L, tol, polish_size, polish_rounds, exact_start=False):
     """Least squares on the support of ``x`` plus Lawson-Hanson forward steps.
 
+    ``exact_start``: ``x`` is already the least-squares solution on its support (e.g. the
+    single-coordinate warm start), so the first round adds a coordinate instead of re-solving.
     Returns ``(x_polished, ok)``; ``ok`` means feasible, finite and KKT residual <= tol.
     """
     n = G.shape[0]
@@ -118,6 +120,15 @@ def _polish(G, c, x, mask, L, tol, polish_size, polish_rounds):
         alive = alive & valid & ~ok & (has_free | ~nonneg)
         return xp, idx_f, m_f, ok, alive, r + 1
 
+    if exact_start:
+        # The forward step of the loop body, taken from x itself (feasible and optimal on its
+        # support): add the most violating coordinate.
+        g = jnp.matmul(G, x, precision=_HI) - c
+        in_sup = jnp.zeros(n, jnp.int32).at[idx].max(m.astype(jnp.int32)) > 0
+        j = jnp.argmin(jnp.where(mask & ~in_sup, g, jnp.inf)).astype(jnp.int32)
+        free = jnp.argmin(m)
+        fits = fits & ~jnp.all(m)
+        idx, m = idx.at[free].set(j), m.at[free].set(True)
     init = (x, idx, m, jnp.asarray(False), fits, jnp.asarray(0))
     xp, _, _, ok, _, _ = lax.while_loop(cond, body, init)
     return xp, ok
@@ -125,10 +136,11 @@ def _polish(G, c, x, mask, L, tol, polish_size, polish_rounds):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("max_steps", "check_every", "polish", "polish_size", "polish_rounds"),
+    static_argnames=("max_steps", "check_every", "polish", "polish_size", "polish_rounds",
+                     "exact_start"),
 )
 def _nnls_gram_core(G, c, x0, mask, L, rtol, atol, max_steps, check_every, polish, polish_size,
-                    polish_rounds):
+                    polish_rounds, exact_start=False):
     dt = G.dtype
     scale = jnp.max(jnp.where(mask, jnp.abs(c), 0), initial=0)
     tol = atol + rtol * scale
@@ -149,16 +161,16 @@ def _nnls_gram_core(G, c, x0, mask, L, rtol, atol, max_steps, check_every, polis
         x_prev_new = jnp.where(restart, x_new, x)
         return x_new, x_prev_new, theta_new
 
-    def try_polish(x, done):
+    def try_polish(x, done, exact=False):
         if not polish:
             return x, done
-        xp, ok = _polish(G, c, x, mask, L, tol, polish_size, polish_rounds)
-        return jnp.where(ok, xp, x), done | ok
+        xp, ok = _polish(G, c, x, mask, L, tol, polish_size, polish_rounds, exact)
+        return jnp.where(ok & ~done, xp, x), done | ok
 
     x0 = jnp.where(mask, x0, 0)
     r0 = res_of(x0)
     done0 = r0 <= tol
-    x0, done0 = try_polish(x0, done0)
+    x0, done0 = try_polish(x0, done0, exact_start)
     r0 = res_of(x0)
 
     def cond(s):
@@ -199,6 +211,7 @@ def nnls_gram(
     polish: bool = True,
     polish_size: int | None = None,
     polish_rounds: int = 8,
+    exact_start: bool = False,
     strict: bool = False,
 ) -> Solution:
     """Solve ``min_{x >= 0} 1/2 x^T G x - c^T x`` for one right-hand side (vmap for batches).
@@ -218,6 +231,9 @@ def nnls_gram(
         polish_size: largest support the polish handles (default ``min(n, 8)``); larger
             supports fall back to FISTA.
         polish_rounds: least-squares solves per polish (1 + Lawson-Hanson forward steps).
+        exact_start: ``x0`` is the exact least-squares solution on its own support (true for
+            the default single-coordinate start); the first polish then begins with a forward
+            step instead of re-solving on that support.
         strict: raise :class:`geomjax._types.NotConvergedError` if unconverged (eager calls only).
 
     Returns:
@@ -266,7 +282,7 @@ def nnls_gram(
         )
     x, conv, k, r = _nnls_gram_core(
         G, c, x0, mask, L, jnp.asarray(rtol, dt), jnp.asarray(atol, dt), int(max_steps),
-        int(check_every), bool(polish), ps, int(polish_rounds),
+        int(check_every), bool(polish), ps, int(polish_rounds), bool(exact_start),
     )
     sol = Solution(
         value=x,
