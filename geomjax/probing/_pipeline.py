@@ -16,6 +16,7 @@ Chowdhury, Durrani & Ali (CSL 2023), Secs. 3-6, on utterance-level features:
 from __future__ import annotations
 
 import dataclasses
+import time
 from functools import partial
 
 import jax
@@ -392,31 +393,55 @@ def _layer_counts(rank, top_mask, chosen, counts, layer_of_neuron, *, n_layers, 
     return _over_runs(one, ("run", "run", "run"), batch_key, batch_y)(rank, top_mask, chosen)
 
 
+class _Laps:
+    """Opt-in per-stage timing: with a dict, each call blocks on ``out`` and stores the wall and
+    process-CPU seconds since the previous call under ``name``; with ``None`` it does nothing (the
+    stages then run asynchronously, as usual)."""
+
+    def __init__(self, timings, t0=None):
+        self.timings = timings
+        self.t = t0 or (time.perf_counter(), time.process_time())
+
+    def __call__(self, name, out):
+        if self.timings is None:
+            return
+        jax.block_until_ready(out)
+        t = (time.perf_counter(), time.process_time())
+        self.timings[name] = dict(wall_s=t[0] - self.t[0], cpu_s=t[1] - self.t[1])
+        self.t = t
+
+
 def _run(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, lam1, lam2, lr, *, n_classes, widths,
          stride, ablation_fraction, fractions, delta, probe_items, batch_key, batch_y,
-         own_x_train=False):
+         own_x_train=False, timings=None, t0=None):
     """The pipeline as three compiled stages (probes and ordering; ordered columns of the
     training features; minimal-set retraining), each vmapped over the runs. ``own_x_train``:
     ``x_tr`` is a private copy that may be overwritten (donated)."""
     d = x_tr.shape[1]
     counts = tuple(max(int(round(f * d)), 1) for f in fractions)
     runs = dict(batch_key=batch_key, batch_y=batch_y)
+    lap = _Laps(timings, t0)
+    lap("input checks, copies to the device", (x_tr, x_te))
     st = _run_probes(key, x_tr, y_tr, x_te, y_te, lam1, lam2, lr, n_classes=n_classes,
                      widths=widths, stride=stride, ablation_fraction=ablation_fraction,
                      probe_items=probe_items, **runs)
+    lap("probes: ALL + control + layer-wise (one loop), KKT residual, ordering, ablation", st)
     if own_x_train and not (batch_key or batch_y):
         # one run and a private copy of the features: order its columns in place
         xo_tr = _permute_columns_inplace(x_tr, st["order"])
         del x_tr
     else:
         xo_tr = _ordered_columns(x_tr, st["order"], n_cols=max(counts), **runs)
+    lap("ordered training columns", xo_tr)
     s_min, chosen, reached = _run_minimal(
         key, xo_tr, y_tr, x_te, st["order"], y_te, st["all_scores"].accuracy, lam1, lam2, lr,
         n_classes=n_classes, counts=counts, delta=delta, probe_items=probe_items, **runs)
     del xo_tr
+    lap(f"minimal set: {len(counts)} retrained probes (one loop), scores", s_min)
     min_layers, top_layers = _layer_counts(
         st["rank"], st["top_mask"], chosen, jnp.asarray(counts), layer_of_neuron,
         n_layers=len(widths), **runs)
+    lap("selected neurons per layer", min_layers)
     s_all, s_ctl = st["all_scores"], st["control_scores"]
     return PipelineResult(
         all_scores=s_all, control_scores=s_ctl, selectivity=s_all.accuracy - s_ctl.accuracy,
@@ -450,6 +475,7 @@ def paper_pipeline(
     learning_rate: float = 1e-3,
     shuffle: bool = True,
     init: str | None = None,
+    timings: dict | None = None,
 ) -> PipelineResult:
     """Run the papers' whole neuron-analysis protocol in one compiled call.
 
@@ -463,6 +489,10 @@ def paper_pipeline(
             (Adam protocol, see :func:`fit_probes`).
         stride: ordering mass steps (1000 = 0.1 %); ablation_fraction: kept share (0.2).
         fractions, delta: minimal-set grid and tolerance (fraction of accuracy).
+        timings: optional dict that receives a per-stage breakdown ``{stage: {"wall_s": ...,
+            "cpu_s": ...}}`` (process CPU seconds, so other threads of the process count too).
+            Each stage is then waited for before the next one is launched; without it the
+            stages are queued asynchronously.
 
     All probes of one call share the minibatch order of their loop; the ALL, control and
     layer-wise probes are trained in one loop and the minimal-set probes in a second one, each
@@ -475,6 +505,7 @@ def paper_pipeline(
         :class:`PipelineResult`; leading axes ``(T, S)`` for batched tasks/seeds. ``.to_frame()``
         gives the tidy table.
     """
+    t0 = (time.perf_counter(), time.process_time())
     x_train = as_array(x_train, "x_train")
     x_test = as_array(x_test, "x_test")
     for nm, a in (("x_train", x_train), ("x_test", x_test)):
@@ -520,7 +551,7 @@ def paper_pipeline(
                 ablation_fraction=float(ablation_fraction),
                 fractions=tuple(float(f) for f in fractions), delta=float(delta),
                 probe_items=probe_items, batch_key=bool(batch_key), batch_y=bool(batch_y),
-                own_x_train=own_x_train)
+                own_x_train=own_x_train, timings=timings, t0=t0)
     del x_tr
     axes = ("task",) * batch_y + ("seed",) * batch_key
     return dataclasses.replace(res, batch_axes=axes)

@@ -140,3 +140,25 @@ def test_batched_seeds_only_are_labelled_as_seeds(run):
     df = res.to_frame()
     assert set(df.task) == {0} and set(df.seed) == {0, 1}
     assert set(res.layer_distribution_frame().seed) == {0, 1}
+
+
+def test_pipeline_timings_breakdown(run):
+    """``timings=`` fills one entry per stage and leaves the results unchanged."""
+    res, xtr, ytr, xte, yte, idx, _ = run
+    tm = {}
+    again = gp.paper_pipeline(jax.random.key(0), xtr, ytr, xte, yte, idx, fractions=FRACTIONS,
+                              timings=tm, **KW)
+    assert len(tm) == 5 and any(k.startswith("minimal set") for k in tm)
+    assert all(v["wall_s"] >= 0 and v["cpu_s"] >= 0 for v in tm.values())
+    np.testing.assert_array_equal(again.order, res.order)
+    np.testing.assert_array_equal(again.minimal_scores.accuracy, res.minimal_scores.accuracy)
+
+
+def test_pipeline_leaves_device_inputs_untouched(run):
+    """A jax.Array input is never reordered in place (only the private copy of a host array is)."""
+    res, xtr, ytr, xte, yte, idx, _ = run
+    dx = jax.numpy.asarray(xtr)
+    again = gp.paper_pipeline(jax.random.key(0), dx, ytr, xte, yte, idx, fractions=FRACTIONS, **KW)
+    np.testing.assert_array_equal(np.asarray(dx), xtr)
+    np.testing.assert_array_equal(again.order, res.order)
+    np.testing.assert_allclose(again.minimal_scores.accuracy, res.minimal_scores.accuracy)
