@@ -59,15 +59,17 @@ def bisection_steps(width: int) -> int:
     return 0 if width <= 1 else int(math.ceil(math.log2(width)))
 
 
-def guided_bisection_steps(width: int) -> int:
+def guided_bisection_steps(width: int, min_split: int = 4) -> int:
     """Evaluations that close a bracket of ``width`` integers in the worst case when every test
-    point keeps at least a quarter of the bracket on each side (guided splits, see
+    point keeps at least ``1 / min_split`` of the bracket on each side (guided splits, see
     :func:`integer_bisection`'s ``cdf``)."""
     if width < 0:
         raise ValueError(f"`width` must be >= 0 (hi >= lo); got {width}.")
+    if min_split < 2:
+        raise ValueError(f"`min_split` must be >= 2; got {min_split}.")
     steps = 0
     while width > 1:
-        width -= max(1, width // 4)
+        width -= max(1, width // min_split)
         steps += 1
     return steps
 
@@ -80,6 +82,7 @@ def integer_bisection(
     init_state: Any = None,
     cdf=None,
     skip_closed: bool = False,
+    min_split: int = 4,
 ) -> BisectionResult:
     """Threshold of a monotone integer predicate by a fixed-length ``lax.scan`` bisection.
 
@@ -97,18 +100,24 @@ def integer_bisection(
         init_state: optional pytree carried from step to step (see ``predicate``).
         cdf: optional ``(n_grid,)`` non-decreasing prior CDF of the threshold over the integers
             ``0..n_grid-1``. Each test point then splits the bracket's prior mass in two (the
-            smallest ``n`` with ``cdf[n] >= (cdf[lo] + cdf[hi]) / 2``), kept at least a quarter
-            of the bracket from either end, so a concentrated prior needs about its entropy in
-            evaluations on average; size ``num_steps`` with :func:`guided_bisection_steps`.
+            smallest ``n`` with ``cdf[n] >= (cdf[lo] + cdf[hi]) / 2``), kept at least
+            ``1 / min_split`` of the bracket from either end, so a concentrated prior needs about
+            its entropy in evaluations on average; size ``num_steps`` with
+            :func:`guided_bisection_steps` (same ``min_split``).
         skip_closed: run the predicate under ``lax.cond`` so a closed bracket costs nothing
             (unbatched callers; under ``vmap`` both branches would run). The skipped steps'
             ``aux`` is zeros.
+        min_split: with ``cdf``, the guard on the split point (see ``cdf``); a larger value
+            trusts the prior more (fewer evaluations when it is right, more steps in the worst
+            case).
 
     Returns:
         :class:`BisectionResult`.
     """
     if int(num_steps) < 0:
         raise ValueError(f"`num_steps` must be >= 0; got {num_steps}.")
+    if int(min_split) < 2:
+        raise ValueError(f"`min_split` must be >= 2; got {min_split}.")
     lo = jnp.asarray(lo, jnp.int32)
     hi = jnp.asarray(hi, jnp.int32)
 
@@ -121,7 +130,7 @@ def integer_bisection(
     def pick(lo, hi):
         if cdf is None:
             return (lo + hi) // 2
-        a = jnp.maximum(1, (hi - lo) // 4)
+        a = jnp.maximum(1, (hi - lo) // int(min_split))
         c_lo = cdf[jnp.clip(lo, 0, cdf.shape[0] - 1)]
         c_hi = cdf[jnp.clip(hi, 0, cdf.shape[0] - 1)]
         target = 0.5 * (c_lo + c_hi)

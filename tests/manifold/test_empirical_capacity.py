@@ -281,8 +281,8 @@ def test_manifold_factor_matches_the_row_space_factor():
     rng = np.random.default_rng(3)
     # Ragged manifolds, each a 3-dim cloud around a centre: spans of 4 dims, rank <= 4 P.
     counts = [12, 15, 10, 14, 13, 12]
-    mans = [rng.standard_normal((1, 80)) + rng.standard_normal((c, 3)) @ rng.standard_normal((3, 80))
-            for c in counts]
+    mans = [rng.standard_normal((1, 80))
+            + rng.standard_normal((c, 3)) @ rng.standard_normal((3, 80)) for c in counts]
     X = np.concatenate(mans)
     X = jnp.asarray(X - X.mean(0))
     f = _manifold_factor(jax.random.key(0), X, counts, 60)
