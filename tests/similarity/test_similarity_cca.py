@@ -237,6 +237,7 @@ def test_cholesky_route_refuses_near_singular_side():
     [
         ("svcca", {}, False),
         ("svcca", {"epsilon": 1e-3, "threshold": 0.9}, True),
+        ("svcca", {"swap": True}, False),  # more kept directions on x than on y
         ("cca", {}, False),  # Cholesky whitening
         ("cca", {}, True),  # certification fails: eigen-route
         ("pwcca", {}, False),
@@ -252,6 +253,8 @@ def test_host_lapack_route_matches_jitted_core(fn, kw, deficient):
     if deficient:  # rank 70 of 72 (an exact combination and a constant): the eigen-route
         x = np.concatenate([x, x[:, :1] - x[:, 1:2], np.full((500, 1), 3.0)], axis=1)
     kw = dict(kw)
+    if kw.pop("swap", False):
+        x, y = y, x
     side, thr = kw.pop("side", None), kw.pop("threshold", None)
     if fn == "svcca":
         thr = 0.99 if thr is None else thr
