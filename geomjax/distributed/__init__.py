@@ -31,7 +31,7 @@ from geomjax.distributed._memory import (
 )
 from geomjax.distributed._mesh import make_mesh, mesh_size, shard_batch, sharded_vmap
 from geomjax.distributed._mftma import mftma_sweep, sweep_frame, sweep_keys
-from geomjax.distributed._probing import fit_probes_sharded
+from geomjax.distributed._probing import fit_probes_sharded, paper_pipeline_sharded
 from geomjax.distributed._similarity import cka_matrix_sharded, similarity_matrix_sharded
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "cka_matrix_sharded",
     "similarity_matrix_sharded",
     "fit_probes_sharded",
+    "paper_pipeline_sharded",
     "slt_spectra_sharded",
     "initialize",
     "process_slice",

@@ -1,11 +1,14 @@
-"""Probe grids (layers x label sets x neuron masks x lambdas x seeds) sharded across devices.
+"""Probe grids and the papers' whole pipeline sharded across devices.
 
 :func:`geomjax.probing.fit_probes` trains a batch of probes as one ``vmap`` of the single-probe
 trainer; here the same trainer is mapped over the batch axis split across a mesh.
+:func:`paper_pipeline_sharded` does the same for :func:`geomjax.probing.paper_pipeline`: its runs
+(tasks x seeds) are the batch axis, each run the whole protocol on one device.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -15,9 +18,12 @@ import numpy as np
 from geomjax._checks import as_array, check_finite, check_labels, check_rank
 from geomjax._types import Solution, SolverSettings, result_dtype
 from geomjax.distributed._mesh import make_mesh, sharded_vmap
+from geomjax.probing._ablation import PAPER_FRACTIONS
+from geomjax.probing._features import LayerIndex
+from geomjax.probing._pipeline import PipelineResult, _one_run, _result, _validated
 from geomjax.probing._probe import _fit_one_impl
 
-__all__ = ["fit_probes_sharded"]
+__all__ = ["fit_probes_sharded", "paper_pipeline_sharded"]
 
 _RANK = {"key": None, "x": 3, "y": 2, "feature_mask": 2, "lam1": 1, "lam2": 1}
 
@@ -140,3 +146,102 @@ def fit_probes_sharded(
     if strict:
         sol.raise_if_unconverged("fit_probes_sharded")
     return sol
+
+
+@functools.lru_cache(maxsize=16)
+def _pipeline_kernel(static_items):
+    # one callable per settings, so that sharded_vmap reuses its compiled program
+    return functools.partial(_one_run, **dict(static_items))
+
+
+def paper_pipeline_sharded(
+    key,
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    index: LayerIndex,
+    *,
+    mesh=None,
+    n_classes: int | None = None,
+    lam1: float = 1e-5,
+    lam2: float = 1e-5,
+    l2: str = "squared",
+    stride: int = 1000,
+    ablation_fraction: float = 0.2,
+    fractions=PAPER_FRACTIONS,
+    delta: float = 0.01,
+    epochs: int = 20,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    shuffle: bool = True,
+    init: str | None = None,
+    inner_batch: int | None = None,
+    chunk_size: int | None = None,
+    memory_budget: int | None = None,
+) -> PipelineResult:
+    """:func:`geomjax.probing.paper_pipeline` with its runs (tasks x seeds) sharded over a mesh.
+
+    The ``T`` label sets and ``S`` keys make ``T * S`` runs; each device runs the whole protocol
+    (ALL, control and layer-wise probes, ordering, ablations, minimal-set retraining, layer
+    counts) for its share of them, the features replicated on every device. A run depends only
+    on its key and labels, so the result is the one-device result for the same key, whatever the
+    device count (up to the last bits of batched matrix products).
+
+    Args:
+        key, x_train, y_train, x_test, y_test, index, n_classes, lam1, lam2, l2, stride,
+            ablation_fraction, fractions, delta, epochs, batch_size, learning_rate, shuffle,
+            init: as in :func:`~geomjax.probing.paper_pipeline` (``key`` ``(S,)`` for seeds,
+            labels ``(T, N)`` for tasks).
+        mesh: device mesh (default: all local devices).
+        inner_batch: runs trained at once per device (default: ``vmap`` over the device's share;
+            ``1``: one run at a time, the least memory).
+        chunk_size: runs per device per step (default: planned from device memory).
+        memory_budget: bytes per device for the plan.
+
+    Returns:
+        :class:`~geomjax.probing.PipelineResult` with the batch axes of ``paper_pipeline``.
+    """
+    v = _validated(key, x_train, y_train, x_test, y_test, index, n_classes=n_classes, l2=l2,
+                   init=init, epochs=epochs, batch_size=batch_size, shuffle=shuffle)
+    dt = v["dt"]
+    x_tr = jnp.asarray(v["x_train"], dt)
+    x_te = jnp.asarray(v["x_test"], dt)
+    key, batch_key, batch_y = v["key"], v["batch_key"], v["batch_y"]
+    d = x_tr.shape[1]
+    counts = tuple(max(int(round(float(f) * d)), 1) for f in fractions)
+    y_tr = np.asarray(v["y_train"], np.int32).reshape(-1, x_tr.shape[0])  # (T, N)
+    y_te = np.asarray(v["y_test"], np.int32).reshape(-1, x_te.shape[0])
+    keys = key if batch_key else key[None]  # (S,)
+    n_t, n_s = y_tr.shape[0], keys.shape[0]
+    # runs in (task, seed) order: run t * S + s has task t's labels and seed s's key
+    run_keys = jnp.concatenate([keys] * n_t)
+    run_ytr = jnp.asarray(np.repeat(y_tr, n_s, axis=0))
+    run_yte = jnp.asarray(np.repeat(y_te, n_s, axis=0))
+    static = (("n_classes", v["n_classes"]), ("widths", tuple(int(w) for w in index.widths)),
+              ("stride", int(stride)), ("ablation_fraction", float(ablation_fraction)),
+              ("counts", counts), ("delta", float(delta)), ("probe_items", v["probe_items"]))
+    mesh = make_mesh() if mesh is None else mesh
+    run = sharded_vmap(_pipeline_kernel(static), mesh,
+                       in_axes=(0, None, 0, None, 0, None, None, None, None),
+                       inner_batch=inner_batch, chunk_size=chunk_size,
+                       memory_budget=memory_budget)
+    out = run(run_keys, x_tr, run_ytr, x_te, run_yte, jnp.asarray(index.layer_of_neuron),
+              jnp.asarray(lam1, dt), jnp.asarray(lam2, dt), jnp.asarray(learning_rate, dt))
+    # (T * S, ...) -> (T, S, ...) -> drop the axes the inputs did not have
+
+    def unflatten(a):
+        a = a.reshape((n_t, n_s) + a.shape[1:])
+        if not batch_key:
+            a = a[:, 0]
+        if not batch_y:
+            a = a[0]
+        return a
+
+    out = jax.tree_util.tree_map(unflatten, out)
+    res = _result(out, out["s_min"], out["chosen"], out["reached"], out["min_layers"],
+                  out["top_layers"], counts=counts, fractions=tuple(float(f) for f in fractions),
+                  widths=tuple(int(w) for w in index.widths), stride=int(stride),
+                  ablation_fraction=float(ablation_fraction))
+    axes = ("task",) * batch_y + ("seed",) * batch_key
+    return dataclasses.replace(res, batch_axes=axes)

@@ -442,6 +442,13 @@ def _run(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, lam1, lam2, lr, *, n_clas
         st["rank"], st["top_mask"], chosen, jnp.asarray(counts), layer_of_neuron,
         n_layers=len(widths), **runs)
     lap("selected neurons per layer", min_layers)
+    return _result(st, s_min, chosen, reached, min_layers, top_layers, counts=counts,
+                   fractions=fractions, widths=widths, stride=stride,
+                   ablation_fraction=ablation_fraction)
+
+
+def _result(st, s_min, chosen, reached, min_layers, top_layers, *, counts, fractions, widths,
+            stride, ablation_fraction):
     s_all, s_ctl = st["all_scores"], st["control_scores"]
     return PipelineResult(
         all_scores=s_all, control_scores=s_ctl, selectivity=s_all.accuracy - s_ctl.accuracy,
@@ -452,6 +459,69 @@ def _run(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, lam1, lam2, lr, *, n_clas
         top_layers=top_layers, layer_scores=st["layer_scores"], fractions=tuple(fractions),
         widths=tuple(widths), stride=stride, ablation_fraction=ablation_fraction,
     )
+
+
+def _one_run(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, lam1, lam2, lr, *, n_classes, widths,
+             stride, ablation_fraction, counts, delta, probe_items):
+    """The whole pipeline for one run (one key, one label set) as one traceable function: the
+    stages of :func:`_run` without the run axes (the sharded form maps it over runs)."""
+    ps = dict(probe_items)
+    st = _stage_probes(key, x_tr, y_tr, x_te, y_te, lam1, lam2, lr, n_classes=n_classes,
+                       widths=widths, stride=stride, ablation_fraction=ablation_fraction,
+                       probe_static=ps)
+    xo_tr = x_tr[:, st["order"][: max(counts)]]
+    s_min, chosen, reached = _stage_minimal(
+        key, xo_tr, y_tr, x_te, st["order"], y_te, st["all_scores"].accuracy, lam1, lam2, lr,
+        n_classes=n_classes, counts=counts, delta=delta, probe_static=ps)
+    seg = partial(jax.ops.segment_sum, segment_ids=layer_of_neuron, num_segments=len(widths))
+    min_layers = seg((st["rank"] < jnp.asarray(counts)[chosen]).astype(jnp.int32))
+    top_layers = seg(st["top_mask"].astype(jnp.int32))
+    out = dict(st, s_min=s_min, chosen=chosen, reached=reached, min_layers=min_layers,
+               top_layers=top_layers)
+    out.pop("rank")
+    out.pop("top_mask")
+    return out
+
+
+def _validated(key, x_train, y_train, x_test, y_test, index, *, n_classes, l2, init, epochs,
+               batch_size, shuffle):
+    """Checks shared by :func:`paper_pipeline` and its sharded form; normalised arguments."""
+    x_train = as_array(x_train, "x_train")
+    x_test = as_array(x_test, "x_test")
+    for nm, a in (("x_train", x_train), ("x_test", x_test)):
+        check_rank(a, 2, nm, "(n_samples, n_neurons)")
+        check_finite(a, nm)
+    d = x_train.shape[1]
+    if x_test.shape[1] != d:
+        raise ValueError(f"`x_test` has {x_test.shape[1]} neurons but `x_train` has {d}.")
+    if sum(index.widths) != d:
+        raise ValueError(f"`index` covers {sum(index.widths)} neurons but the features have {d}.")
+    y_train = np.asarray(y_train)
+    y_test = np.asarray(y_test)
+    batch_y = y_train.ndim == 2
+    if y_test.ndim != y_train.ndim or (batch_y and y_test.shape[0] != y_train.shape[0]):
+        raise ValueError("`y_train` and `y_test` must both be (N,) or both (T, N) with equal T.")
+    if n_classes is None:
+        n_classes = int(max(y_train.max(), y_test.max())) + 1
+    for row in y_train.reshape(-1, y_train.shape[-1]):
+        check_labels(row, x_train.shape[0], "y_train", n_classes)
+        if np.unique(row).size < 2:
+            raise ValueError("`y_train` has a single class; a probe needs at least 2 classes.")
+    for row in y_test.reshape(-1, y_test.shape[-1]):
+        check_labels(row, x_test.shape[0], "y_test", n_classes)
+    if l2 not in ("squared", "unsquared"):
+        raise ValueError(f"`l2` must be 'squared' or 'unsquared'; got {l2!r}.")
+    init = init or ("zeros" if l2 == "squared" else "torch")
+    key = jnp.asarray(key)
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    batch_key = key.ndim == (1 if typed else 2)
+    dt = result_dtype(x_train)
+    probe_items = tuple(sorted(dict(
+        l2=l2, epochs=int(epochs), batch_size=int(min(batch_size, x_train.shape[0])),
+        shuffle=bool(shuffle), init=init).items()))
+    return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, key=key, dt=dt,
+                n_classes=int(n_classes), batch_key=bool(batch_key), batch_y=bool(batch_y),
+                probe_items=probe_items)
 
 
 def paper_pipeline(
@@ -506,39 +576,12 @@ def paper_pipeline(
         gives the tidy table.
     """
     t0 = (time.perf_counter(), time.process_time())
-    x_train = as_array(x_train, "x_train")
-    x_test = as_array(x_test, "x_test")
-    for nm, a in (("x_train", x_train), ("x_test", x_test)):
-        check_rank(a, 2, nm, "(n_samples, n_neurons)")
-        check_finite(a, nm)
-    d = x_train.shape[1]
-    if x_test.shape[1] != d:
-        raise ValueError(f"`x_test` has {x_test.shape[1]} neurons but `x_train` has {d}.")
-    if sum(index.widths) != d:
-        raise ValueError(f"`index` covers {sum(index.widths)} neurons but the features have {d}.")
-    y_train = np.asarray(y_train)
-    y_test = np.asarray(y_test)
-    batch_y = y_train.ndim == 2
-    if y_test.ndim != y_train.ndim or (batch_y and y_test.shape[0] != y_train.shape[0]):
-        raise ValueError("`y_train` and `y_test` must both be (N,) or both (T, N) with equal T.")
-    if n_classes is None:
-        n_classes = int(max(y_train.max(), y_test.max())) + 1
-    for row in y_train.reshape(-1, y_train.shape[-1]):
-        check_labels(row, x_train.shape[0], "y_train", n_classes)
-        if np.unique(row).size < 2:
-            raise ValueError("`y_train` has a single class; a probe needs at least 2 classes.")
-    for row in y_test.reshape(-1, y_test.shape[-1]):
-        check_labels(row, x_test.shape[0], "y_test", n_classes)
-    if l2 not in ("squared", "unsquared"):
-        raise ValueError(f"`l2` must be 'squared' or 'unsquared'; got {l2!r}.")
-    init = init or ("zeros" if l2 == "squared" else "torch")
-    key = jnp.asarray(key)
-    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    batch_key = key.ndim == (1 if typed else 2)
-    dt = result_dtype(x_train)
-    probe_items = tuple(sorted(dict(
-        l2=l2, epochs=int(epochs), batch_size=int(min(batch_size, x_train.shape[0])),
-        shuffle=bool(shuffle), init=init).items()))
+    v = _validated(key, x_train, y_train, x_test, y_test, index, n_classes=n_classes, l2=l2,
+                   init=init, epochs=epochs, batch_size=batch_size, shuffle=shuffle)
+    x_train, y_train, x_test, y_test, key, dt = (v[k] for k in (
+        "x_train", "y_train", "x_test", "y_test", "key", "dt"))
+    n_classes, batch_key, batch_y, probe_items = (v[k] for k in (
+        "n_classes", "batch_key", "batch_y", "probe_items"))
     # a NumPy (or other host) input is copied to the device anyway: that copy is private, and
     # the pipeline may reorder its columns in place (jax.Array inputs are never modified)
     own_x_train = not isinstance(x_train, jax.Array)
