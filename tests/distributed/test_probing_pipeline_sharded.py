@@ -77,8 +77,9 @@ def test_pipeline_sharded_equals_one_device(sharded_runs, case):
     assert r["frames_equal"], r
 
 
+@pytest.mark.slow
 def test_pipeline_sharded_one_device_in_process():
-    """On this process's single device: same result as paper_pipeline, bad input rejected."""
+    """On this process's single device: the same result as paper_pipeline."""
     x, y, _, _ = gp.planted_probing_data(1, 100, (6, 6), planted_per_layer=(1, 1), signal=2.0)
     _, idx = gp.concat_layers([x[:80, :6], x[:80, 6:]])
     kw = dict(epochs=1, batch_size=40, fractions=(0.5,))
@@ -88,6 +89,14 @@ def test_pipeline_sharded_one_device_in_process():
     np.testing.assert_array_equal(ref.order, got.order)
     np.testing.assert_allclose(ref.minimal_scores.accuracy, got.minimal_scores.accuracy)
     np.testing.assert_allclose(ref.probe.weights, got.probe.weights, rtol=1e-5, atol=1e-6)
+
+
+def test_pipeline_sharded_bad_input():
+    x, y, _, _ = gp.planted_probing_data(1, 100, (6, 6), planted_per_layer=(1, 1), signal=2.0)
+    _, idx = gp.concat_layers([x[:80, :6], x[:80, 6:]])
     with pytest.raises(ValueError, match="x_test"):
         gd.paper_pipeline_sharded(jax.random.key(0), x[:80], y[:80], x[80:, :5], y[80:], idx,
-                                  mesh=gd.make_mesh(1), **kw)
+                                  mesh=gd.make_mesh(1))
+    with pytest.raises(ValueError, match="single class"):
+        gd.paper_pipeline_sharded(jax.random.key(0), x[:80], np.zeros(80, int), x[80:], y[80:],
+                                  idx, mesh=gd.make_mesh(1))
