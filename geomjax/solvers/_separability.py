@@ -241,7 +241,22 @@ def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge, n_up
         d = jnp.where(jnp.all(jnp.isfinite(d)) & (jnp.dot(g, d) < 0), d, -g)
         q = jnp.matmul(Z, d, precision=_HI)
         t = _exact_line_search(m, q, mask)
-        w_new = w + t * d
+        # Ray test: a point of the ray w + t d may separate before the loss minimiser along it
+        # does. Every margin is positive on the open interval (t_lo, t_hi); if it is not empty,
+        # its midpoint is tried (and, as every iterate, fully checked by ``assess``).
+        t_lo = jnp.max(jnp.where(mask & (q > 0), -m / jnp.where(q > 0, q, 1.0), 0.0))
+        t_hi = jnp.min(jnp.where(mask & (q < 0), -m / jnp.where(q < 0, q, 1.0), jnp.inf))
+        stuck = jnp.any(mask & (q == 0) & (m <= 0))
+        t_lo = jnp.maximum(t_lo, 0.0)
+        t_ray = jnp.where(jnp.isfinite(t_hi), 0.5 * (t_lo + t_hi), 2.0 * t_lo + t)
+        try_ray = (~stuck) & (t_lo < t_hi) & jnp.isfinite(t_ray)
+        w_ray = w + t_ray * d
+        # Margins are linear along the ray; twice the round-off bound leaves room for the
+        # error of that prediction (``assess`` recomputes them).
+        m_ray = m + t_ray * q
+        ray_sep = try_ray & jnp.all(
+            jnp.where(mask, m_ray > 2.0 * err_scale * jnp.linalg.norm(w_ray), True))
+        w_new = jnp.where(ray_sep, w_ray, w + t * d)
         m, xi, g, sep, nonsep, res = assess(w_new)
         return dict(w=w_new, m=m, g=g, xi=xi, k=state["k"] + 1, done=sep | nonsep, H=H0, a=a)
 
