@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,20 +73,22 @@ def test_bisection_steps():
         integer_bisection(lambda n: (n > 0, ()), 0, 4, -1)
 
 
-@jax.jit
-def _find_guided(threshold, lo, hi, centre):
+@partial(jax.jit, static_argnames=("min_split",))
+def _find_guided(threshold, lo, hi, centre, min_split=4):
     grid = jnp.arange(257.0)
     cdf = jax.scipy.stats.norm.cdf((grid - centre) / 5.0)
-    return integer_bisection(lambda n: (n >= threshold, n), lo, hi, guided_bisection_steps(256),
-                             cdf=cdf, skip_closed=True)
+    return integer_bisection(lambda n: (n >= threshold, n), lo, hi,
+                             guided_bisection_steps(256, min_split), cdf=cdf, skip_closed=True,
+                             min_split=min_split)
 
 
-@given(threshold=st.integers(1, 256), lo=st.integers(0, 255), centre=st.integers(0, 256))
-def test_guided_splits_find_the_same_threshold(threshold, lo, centre):
+@given(threshold=st.integers(1, 256), lo=st.integers(0, 255), centre=st.integers(0, 256),
+       min_split=st.sampled_from([4, 16]))
+def test_guided_splits_find_the_same_threshold(threshold, lo, centre, min_split):
     # Any prior (even a wrong one) gives the same threshold within the guided step budget.
     hi = 256
     lo = min(lo, threshold - 1)
-    res = _find_guided(threshold, lo, hi, float(centre))
+    res = _find_guided(threshold, lo, hi, float(centre), min_split=min_split)
     assert int(res.hi) == threshold and bool(res.closed)
     tested = np.asarray(res.tested_n)
     live = tested >= 0
@@ -104,5 +108,11 @@ def test_guided_splits_need_fewer_checks_near_the_guess():
 
 def test_guided_bisection_steps():
     assert [guided_bisection_steps(w) for w in (0, 1, 2, 4, 112)] == [0, 0, 1, 3, 16]
+    # A weaker guard (1/16 of the bracket) needs a longer worst-case budget.
+    assert guided_bisection_steps(112, 16) > guided_bisection_steps(112)
     with pytest.raises(ValueError, match="width"):
         guided_bisection_steps(-1)
+    with pytest.raises(ValueError, match="min_split"):
+        guided_bisection_steps(8, 1)
+    with pytest.raises(ValueError, match="min_split"):
+        integer_bisection(lambda n: (n > 0, ()), 0, 4, 2, min_split=1)
