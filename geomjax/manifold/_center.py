@@ -102,8 +102,9 @@ def max_rank_budget(centers) -> int:
 def _corr_parts(V, X, C):
     c = jnp.matmul(X, V, precision=_HI)
     c0 = jnp.diagonal(C) - jnp.sum(c * c, axis=1)
+    w = 1 / c0  # P divisions instead of P^2
     D = C - jnp.matmul(c, c.T, precision=_HI)
-    A = D / (c0[:, None] * c0[None, :])
+    A = D * w[:, None] * w[None, :]
     return c, c0, D, A
 
 
@@ -124,7 +125,7 @@ def _corr_cost_bwd(res, g):
     # With D = C - c c^T, A = D / (c0 c0^T) and c0 = diag(C) - ||c_mu||^2:
     # d cost / d c = -2 A c + 2 (sum_nu A_{mu nu}^2 c0_nu) c_mu, and d cost / d V = X^T (d / d c).
     X, c, c0, A = res
-    w = jnp.sum(A * A * c0[None, :], axis=1)
+    w = jnp.matmul(A * A, c0, precision=_HI)
     gc = 2 * w[:, None] * c - 2 * jnp.matmul(A, c, precision=_HI)
     return g * jnp.matmul(X.T, gc, precision=_HI), None, None
 

@@ -45,6 +45,9 @@ def _polar_factor(Y):
 
     Exactly-zero columns of ``Y`` stay zero (their Gram entries are replaced by the identity).
     """
+    if Y.shape[1] == 1:  # one column: the polar factor is the normalised column
+        n2 = jnp.sum(Y * Y)
+        return jnp.where(n2 > 0, Y / jnp.sqrt(jnp.where(n2 > 0, n2, 1)), 0).astype(Y.dtype)
     M = jnp.matmul(Y.T, Y, precision=_HI)
     d = jnp.diagonal(M)
     zero = d == 0
