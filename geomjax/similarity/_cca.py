@@ -709,7 +709,9 @@ def cca(
             rank tolerance, else it falls back to ``"cov"``; needs ``epsilon=0``) or ``"auto"``
             (:func:`cca_method`, upgraded from ``"cov"`` to ``"chol"`` when ``epsilon=0`` and
             no SVCCA truncation is asked for). The ``"cov"``/``"chol"`` routes work from the
-            D x D cross-products only; on CPU, for concrete arrays, the host BLAS forms those.
+            D x D cross-products only; on CPU, for concrete arrays, the host BLAS forms those,
+            and for float64 the rest runs in host LAPACK too, forming eigenvectors only for
+            the kept directions (same definitions and tolerances as the jitted kernel).
 
     Returns:
         :class:`CCAResult`.

@@ -282,3 +282,17 @@ def test_host_lapack_route_matches_jitted_core(fn, kw, deficient):
     # the public function takes the host route here and gives the same answer
     pub = getattr(sim, fn)(x, y, **kw, **({"threshold": thr} if thr is not None else {}))
     assert float(pub.mean) == pytest.approx(float(host.mean), abs=1e-14)
+
+
+def test_host_route_ill_conditioned_side_falls_back_like_svd():
+    """Widths >= 64 (the tridiagonal path): a near-duplicate feature (condition ~1e18) fails
+    the Cholesky certification and the eigen-route drops it, as the thin-SVD route does."""
+    x, y = _pair(15, (400, 70, 66), shared=5)
+    x = np.concatenate([x, x[:, :1] + 1e-9 * x[:, 1:2]], axis=1)
+    for fn in ("cca", "pwcca"):
+        a, b = getattr(sim, fn)(x, y), getattr(sim, fn)(x, y, method="svd")
+        np.testing.assert_allclose(a.rho, b.rho, atol=1e-7)
+        if fn == "pwcca":
+            assert float(a.value) == pytest.approx(float(b.value), abs=1e-7)
+        else:
+            assert int(a.rank_x) == int(b.rank_x) == 70
