@@ -74,6 +74,23 @@ def test_gram_and_qr_reductions_have_equal_gram_matrices(data):
     np.testing.assert_allclose(np.asarray(cg), np.asarray(cq), rtol=1e-13)
 
 
+@pytest.mark.parametrize("K", [0, 2])
+def test_host_and_device_data_passes_agree(data, K, monkeypatch):
+    # On CPU the Gram reduction reads the input with host BLAS; the device path must agree.
+    import geomjax.manifold._mftma as mm
+
+    mans = [data[0][:5], data[1], data[2][:6], data[3], data[4]]
+    a = mftma(KEY, mans, n_t=N_T, K=K, n_reps=2)
+    monkeypatch.setattr(mm, "_host_pass", lambda backend, reduction: False)
+    b = mftma(KEY, mans, n_t=N_T, K=K, n_reps=2)
+    assert a.K == b.K == K
+    for f in ("capacity_per_manifold", "radius_per_manifold", "dimension_per_manifold"):
+        np.testing.assert_allclose(np.asarray(getattr(a, f)), np.asarray(getattr(b, f)),
+                                   rtol=1e-9)
+    np.testing.assert_allclose(float(a.residual_center_correlation),
+                               float(b.residual_center_correlation), rtol=1e-10)
+
+
 def test_same_key_same_result_and_keys_matter(data):
     a = mftma(KEY, data, n_t=N_T, K=0)
     b = mftma(KEY, data, n_t=N_T, K=0)

@@ -68,6 +68,29 @@ def test_matches_scipy_nnls(seed, shape, kind):
         assert np.linalg.norm(A @ x - b) <= rs + 1e-10 * scale
 
 
+@jax.jit
+def _solve_exact_start(A, B):
+    # The default start (best single coordinate) is the least-squares solution on its support.
+    return jax.vmap(lambda b: nnls(A, b, exact_start=True, polish_rounds=3, max_steps=0))(B)
+
+
+@pytest.mark.parametrize("kind", ["anchor", "duplicates", "tight"])
+def test_exact_start_polish_matches_scipy_nnls(kind):
+    A, B = _problem(17, SHAPES[0], kind)
+    sol = _solve_exact_start(jnp.asarray(A), jnp.asarray(B))
+    full = _batched(jnp.asarray(A), jnp.asarray(B))
+    for b, x, ok, xf in zip(B, np.asarray(sol.value), np.asarray(sol.converged),
+                            np.asarray(full.value), strict=False):
+        scale = max(1.0, np.linalg.norm(b))
+        if ok:  # solved by the polish alone (3 forward steps): exact
+            xs, _ = so.nnls(A, b, maxiter=100 * A.shape[1])
+            assert np.linalg.norm(A @ x - A @ xs) <= 1e-10 * scale
+        else:  # left unchanged for the caller's next pass
+            assert (x >= 0).all() and np.count_nonzero(x) <= 1
+        assert np.linalg.norm(A @ xf - A @ x) <= 1e-10 * scale or not ok
+    assert np.asarray(sol.converged).any()
+
+
 def test_polish_is_exact_to_roundoff():
     A, B = _problem(3, SHAPES[0], "anchor")
     sol = _batched(jnp.asarray(A), jnp.asarray(B))
