@@ -307,6 +307,13 @@ def manifold_factored_projection(key, factor, n_extra: int, n_columns: int,
     Returns:
         ``(K, n_columns)`` projected points.
     """
+    return _two_level_points(key, factor, n_extra, n_columns, block)[0]
+
+
+def _two_level_points(key, factor, n_extra, n_columns, block):
+    """:func:`manifold_factored_projection` and the span coordinates ``V`` of the points
+    (``P q x n_columns``, ``Y_mu = B_mu V_mu``), whose ``V^T V`` is ``Y^T Y`` (``B_mu`` has
+    orthonormal columns) at ``P q / K`` of its cost."""
     B, G, rows = factor
     P_, m, q = B.shape
     r = G.shape[1]
@@ -321,11 +328,11 @@ def manifold_factored_projection(key, factor, n_extra: int, n_columns: int,
 
     z, sq = jax.vmap(draw)(jnp.arange(n_blocks))
     z = jnp.transpose(z, (1, 0, 2)).reshape(r, n_columns)
-    V = jnp.matmul(G, z, precision=_HI).reshape(P_, q, n_columns)
-    Y = jnp.matmul(B, V, precision=_HI).reshape(P_ * m, n_columns)
+    V = jnp.matmul(G, z, precision=_HI) / jnp.sqrt(sq.reshape(n_columns))[None, :]
+    Y = jnp.matmul(B, V.reshape(P_, q, n_columns), precision=_HI).reshape(P_ * m, n_columns)
     if rows is not None:
         Y = Y[rows]
-    return Y / jnp.sqrt(sq.reshape(n_columns))[None, :]
+    return Y, V
 
 
 def _padded(X, rows, shape):
@@ -475,8 +482,10 @@ def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, bloc
     def one(key):
         k_lab, k_proj = jax.random.split(key)
         y = balanced_dichotomy(k_lab, n_manifolds)[manifold_index]
+        V = None
         if two_level:
-            Y = manifold_factored_projection(k_proj, X, n_extra, n_cols, block)[:, :n_max]
+            Y, V = _two_level_points(k_proj, X, n_extra, n_cols, block)
+            Y, V = Y[:, :n_max], V[:, :n_max]
         elif factored:
             Y = factored_projection(k_proj, X, n_extra, n_cols, block)[:, :n_max]
         else:
@@ -484,12 +493,19 @@ def _critical_sizes(keys, X, manifold_index, *, n_manifolds, n_max, n_cols, bloc
             Y = jnp.matmul(X, W, precision=_HI)
         mask = jnp.ones((K,), bool)
         w0 = jnp.zeros((n_max + 1,), dt)
+        if n_update:
+            # Label-free moments of the points, once per dichotomy: every check's first Newton
+            # step from few inactive points updates their Hessian instead of forming it.
+            T = (jnp.matmul(V.T, V, precision=_HI) if V is not None
+                 else jnp.matmul(Y.T, Y, precision=_HI))
+            u = jnp.sum(Y, axis=0)
 
         def check(n, w_start):
             keep = (cols < n).astype(dt)
+            gram = (T * keep[:, None] * keep[None, :], u * keep) if n_update else None
             cert, steps, res = _separability_impl(
                 Y * keep, y, mask, w_start, max_steps=max_steps, rtol=rtol, ridge=ridge,
-                n_update=n_update,
+                n_update=n_update, point_gram=gram,
             )
             # Warm start: the last non-separable iterate (fewer features) stays valid for any
             # larger n with zero-padded weights, and is close to the next minimiser.

@@ -139,12 +139,18 @@ def _exact_line_search(m, q, valid, max_iter: int = 60):
 
 
 @partial(jax.jit, static_argnames=("max_steps", "rtol", "ridge", "n_update"))
-def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge, n_update=0):
+def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge, n_update=0,
+                       point_gram=None):
     """Core solver. ``n_update > 0`` (unbatched callers) builds the active-set Hessian by the
     cheapest of: a rank update by the changed points (buffers of ``n_update`` rows and up to
     ``K / 2``), the gathered active rows (buffers of ``K / 16`` to ``K / 2``), or the full
     product, chosen by ``lax.switch``; under ``vmap`` every branch would run, so batched callers
-    keep it 0 (full product)."""
+    keep it 0 (full product).
+
+    ``point_gram = (T, u)``, the label-free moments ``sum_j x_j x_j^T`` and ``sum_j x_j`` of the
+    valid points (which a caller checking many labellings or warm starts of the same points
+    computes once), gives the Hessian of the all-active set, so a first step from ``w0 = 0``
+    (or one with few inactive points) updates it instead of forming it from all ``K`` rows."""
     dt = points.dtype
     eps = jnp.finfo(dt).eps
     K, n = points.shape
@@ -262,8 +268,17 @@ def _separability_impl(points, labels, mask, w0, *, max_steps, rtol, ridge, n_up
 
     w_init = jnp.concatenate([w0[:n], w0[n:] / s]).astype(dt)
     m, xi, g, sep, nonsep, res = assess(w_init)
+    if point_gram is not None and n_update:
+        T, u = point_gram
+        su = s * u.astype(dt)
+        H_init = jnp.concatenate([
+            jnp.concatenate([T.astype(dt), su[:, None]], axis=1),
+            jnp.concatenate([su, (n_valid * s * s)[None]])[None, :]], axis=0)
+        a_init = validf
+    else:
+        H_init, a_init = jnp.zeros((n + 1, n + 1), dt), jnp.zeros((K,), dt)
     init = dict(w=w_init, m=m, g=g, xi=xi, k=jnp.int32(0), done=sep | nonsep,
-                H=jnp.zeros((n + 1, n + 1), dt), a=jnp.zeros((K,), dt))
+                H=H_init, a=a_init)
     state = lax.while_loop(cond, body, init)
     w_fin, steps = state["w"], state["k"]
     m, xi, g, sep, nonsep, res = assess(w_fin)
