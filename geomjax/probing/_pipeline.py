@@ -567,9 +567,12 @@ def paper_pipeline(
     All probes of one call share the minibatch order of their loop; the ALL, control and
     layer-wise probes are trained in one loop and the minimal-set probes in a second one, each
     probe exactly as :func:`fit_probes` would train it alone (the tests check this). The work
-    runs as a few compiled programs (probes and ordering; a row-major copy of the ordered columns;
-    the minimal-set retraining), compiled once per shape and settings: later calls with the same
-    shapes do not recompile.
+    runs as a few compiled programs (probes and ordering; the training columns in the ordering's
+    order; the minimal-set retraining), compiled once per shape and settings: later calls with
+    the same shapes do not recompile. For one run on host (NumPy) features, the columns are
+    reordered in place in the pipeline's own device copy; a ``jax.Array`` input is never
+    modified (a reordered copy is made instead). See
+    :func:`geomjax.distributed.paper_pipeline_sharded` to spread tasks x seeds over devices.
 
     Returns:
         :class:`PipelineResult`; leading axes ``(T, S)`` for batched tasks/seeds. ``.to_frame()``
