@@ -30,12 +30,21 @@ How it is measured here:
 * **Exact cheaper projections.** With ``X = A Q^T`` (``Q`` an orthonormal basis of the row
   space, rank ``r``), ``X w / ||w||`` for a Gaussian ``w`` has the law of
   ``A z / sqrt(||z||^2 + c)`` with ``z ~ N(0, I_r)`` and ``c ~ chi^2_{N-r}`` independent, so
-  the projections cost ``r / N`` of the direct ones (:func:`factored_projection`). A randomised
-  range finder finds the numerical rank and a canonical ``A`` (principal-component scores)
-  when that is cheap (``low_rank``); otherwise the direct projection is used.
+  the projections cost ``r / N`` of the direct ones (:func:`factored_projection`). ``A`` is the
+  canonical principal-component scores. When every manifold spans few dimensions (clouds of
+  dimension ``d`` around centres), it is found through the spans: each manifold's small Gram
+  matrix gives an orthonormal basis ``B_mu`` of its span, and the Gram matrix of the stacked
+  span coordinates ``C = blkdiag(B)^T X`` (``sum_mu q_mu`` rows) gives ``G`` with
+  ``A = blkdiag(B) G``, applied in two products (:func:`manifold_factored_projection`);
+  otherwise a randomised range finder finds the numerical rank when that is cheap
+  (``low_rank``), and the direct projection is used when it is not.
 * **Guided splits.** On CPU, after 8 pilot dichotomies bisected plainly, the others split their
   brackets where the pilot's critical sizes lie (skipping closed brackets, and checking ``n_max``
   only when the search ends there): the same critical sizes with fewer checks.
+* **Shared work per dichotomy.** The label-free moments ``Y^T Y`` (from the span coordinates
+  when the span factor is used) and ``1^T Y`` of a dichotomy's projected points are formed once;
+  each check's first Newton step updates the all-active Hessian they give instead of forming
+  it from all points (``point_gram`` of the separability solver).
 * **Cheap bracket.** The search runs over ``(0, n_max]`` with ``n_max`` from an estimate of the
   capacity (``1.5 P / capacity_guess``, e.g. the mean-field capacity of
   :func:`geomjax.manifold.mftma`) or ``2 P``, not the full ``N``; it is doubled (up to ``N``) only
@@ -653,9 +662,10 @@ def empirical_capacity(
         warm_start: start each bisection check from the last non-separable solution.
         low_rank: sample the projections from a row-space factor of the data (exact in
             distribution, see :func:`factored_projection`), at ``rank / N`` of the projection
-            cost. ``None`` (default): when a randomised range finder finds the numerical rank
-            cheaply (at most ``N / 2`` and 1/4 of all projection columns, so a failed attempt
-            costs at most 1/4 of the projections); ``True``: whenever the rank is below ``N``;
+            cost. ``None`` (default): when the manifolds' spans or a randomised range finder
+            find the numerical rank cheaply (at most ``N / 2`` and 1/4 of all projection
+            columns, so a failed attempt costs at most 1/4 of the projections); ``True``:
+            whenever the rank is below ``N``;
             ``False``: never. Either way the outcome is a draw from the same distribution, but
             not the same draw.
         strict: raise :class:`~geomjax._types.NotConvergedError` if any check was undecided.
