@@ -33,7 +33,7 @@ ANALYSES = (
 # all-pairs similarity analyses: the `measure` of geomjax.similarity.similarity_matrix
 _SIMILARITY = ("cka", "rbf_cka", "svcca", "cca", "pwcca")
 # analyses `--devices` shards (the others run on one device)
-SHARDED_ANALYSES = ("mftma", "capacity", *_SIMILARITY, "slt")
+SHARDED_ANALYSES = ("mftma", "capacity", *_SIMILARITY, "probe", "slt")
 
 
 class UserError(ValueError):
@@ -480,9 +480,14 @@ def cmd_analyze(a) -> int:
         X = np.asarray(X)
         st = fit_standardizer(X[tr])
         Xs = np.asarray(standardize(X, st))
-        r = paper_pipeline(
-            key, Xs[tr], y[tr], Xs[te], y[te], index, n_classes=int(y.max()) + 1, epochs=a.epochs
-        )
+        args = (key, Xs[tr], y[tr], Xs[te], y[te], index)
+        kw = dict(n_classes=int(y.max()) + 1, epochs=a.epochs)
+        if mesh is not None:  # one label set: the protocol runs on one device of the mesh
+            from geomjax.distributed import paper_pipeline_sharded
+
+            r = paper_pipeline_sharded(*args, mesh=mesh, memory_budget=budget, **kw)
+        else:
+            r = paper_pipeline(*args, **kw)
         df = r.to_frame().drop(columns=["task", "seed"])
         lay = df["analysis"] == "layer"
         df.loc[lay, "subset"] = [names[int(s[1:])] for s in df.loc[lay, "subset"]]
@@ -617,9 +622,9 @@ def add_reproduce(sub) -> None:
         description="Synthesise the corpus, train (or reuse) the models, run the four papers' "
         "analyses for initial vs trained weights, and write tables, figures and "
         "report.html. Reusing --out resumes an interrupted run. With --devices N the "
-        "batched analyses (MFTMA sweeps, alpha_SIM dichotomies, CKA/SVCCA matrices, SLT "
-        "spectra) are sharded over N local devices with the same tables as one device; "
-        "training, activations, probing and the LDA run on one device.",
+        "batched analyses (MFTMA sweeps, alpha_SIM dichotomies, CKA/SVCCA matrices, the "
+        "probing protocol's label sets, SLT spectra) are sharded over N local devices with "
+        "the same tables as one device; training, activations, EER and LDA run on one device.",
     )
     p.add_argument(
         "--profile",

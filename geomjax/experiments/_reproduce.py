@@ -20,9 +20,10 @@ Everything is seeded from ``--seed``: the same seed reproduces the tables exactl
 With a device mesh (``reproduce(..., mesh=...)``, ``geomjax reproduce --devices N``) the batched
 analyses run over it: the MFTMA analyses of a stage (layers x time steps x epochs x seeds) are
 pooled into :func:`geomjax.distributed.mftma_sweep` calls, alpha_SIM shards its dichotomies,
-the CKA / SVCCA matrices their pair lists and factorisations, the SLT spectra their frames.
-Every item keeps its key, so the tables equal the one-device run's (bitwise where the sharded
-function is, else to round-off). Training, activations, probing and the LDA stay on one device.
+the CKA / SVCCA matrices their pair lists and factorisations, the probing protocol its label
+sets (:func:`geomjax.distributed.paper_pipeline_sharded`), the SLT spectra their frames. Every
+item keeps its key, so the tables equal the one-device run's (bitwise where the sharded
+function is, else to round-off). Training, activations, the EER and the LDA stay on one device.
 """
 
 from __future__ import annotations
@@ -792,6 +793,11 @@ def stage_probing(ctx: Context) -> None:
     from geomjax.probing import concat_layers, fit_standardizer, paper_pipeline, standardize
 
     prof = ctx.profile
+    pipeline, mesh_kw = paper_pipeline, {}
+    if ctx.mesh is not None:  # the label sets' runs of the protocol sharded over the mesh
+        from geomjax.distributed import paper_pipeline_sharded as pipeline
+
+        mesh_kw = {"mesh": ctx.mesh, "memory_budget": ctx.memory_budget}
     res_rows, dist_rows, eer_rows = [], [], []
     (xtr, ltr, mtr), (xte, lte, mte) = _probe_data(ctx, "speaker_cnn")
     data = {
@@ -824,7 +830,7 @@ def stage_probing(ctx: Context) -> None:
             ytr_all.append(ytr)
             yte_all.append(yte)
             n_cls.append(len(classes))
-        r = paper_pipeline(
+        r = pipeline(
             jax.random.key(_key(ctx.seed, "probe", name)),
             Xtr,
             np.stack(ytr_all),
@@ -833,6 +839,7 @@ def stage_probing(ctx: Context) -> None:
             index,
             n_classes=max(n_cls),
             epochs=prof.probe_epochs,
+            **mesh_kw,
         )
         # tidy tables of the batched result: one block of rows per task (``task`` = its index)
         frame, dist = r.to_frame(), r.layer_distribution_frame()

@@ -21,7 +21,7 @@ os.environ["XLA_FLAGS"] = (
 import geomjax.distributed as gd  # noqa: E402
 from geomjax.experiments._reproduce import reproduce  # noqa: E402
 
-STAGES = ["stephenson", "timesteps", "epochs", "simcap", "similarity", "nagamine"]
+STAGES = ["stephenson", "timesteps", "epochs", "simcap", "similarity", "probing", "nagamine"]
 
 if __name__ == "__main__":
     trained, cache, one, many = sys.argv[2:6]

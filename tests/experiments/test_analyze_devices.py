@@ -1,6 +1,6 @@
-"""``geomjax analyze {rbf_cka,cca,pwcca,svcca,slt} ... --devices N`` writes the same tables as
-one device (the sharded similarity matrices and SLT spectra; mftma, capacity, cka and svcca
-against separate processes are in tests/test_cli_devices.py)."""
+"""``geomjax analyze {rbf_cka,cca,pwcca,svcca,probe,slt} ... --devices N`` writes the same tables
+as one device (the sharded similarity matrices, probing pipeline and SLT spectra; mftma,
+capacity, cka and svcca against separate processes are in tests/test_cli_devices.py)."""
 
 import json
 import subprocess
@@ -40,9 +40,9 @@ def test_similarity_measures_and_slt_on_two_devices_match_one_device(tmp_path):
         f"l{i}": (base @ rng.normal(size=(5, 8 + 4 * i)) + 0.2 * rng.normal(size=(n, 8 + 4 * i)))
         for i in range(3)
     }
-    np.savez(tmp_path / "acts.npz", **layers)
-    # a phone MLP checkpoint (tiny, two steps) and frames with labels for its SLT spectra
     y = rng.integers(0, 3, n).astype(np.int32)
+    np.savez(tmp_path / "acts.npz", **layers, labels=y)  # labels: the probes' classes
+    # a phone MLP checkpoint (tiny, two steps) and frames with labels for its SLT spectra
     x = rng.normal(size=(n, F)).astype(np.float32)
     d = TaskData(x, y)
     train(
@@ -59,11 +59,13 @@ def test_similarity_measures_and_slt_on_two_devices_match_one_device(tmp_path):
         progress=False,
     )
     np.savez(tmp_path / "frames.npz", frames=x, labels=y)
-    res = _run(tmp_path, tmp_path / "acts.npz", "rbf_cka", "cca", "pwcca", "svcca")
+    res = _run(
+        tmp_path, tmp_path / "acts.npz", "rbf_cka", "cca", "pwcca", "svcca", "probe:--epochs,2"
+    )
     res.update(
         _run(tmp_path / "slt", tmp_path / "frames.npz", f"slt:--checkpoint,{tmp_path / 'mlp'}")
     )
-    for name in ("rbf_cka", "cca", "pwcca", "svcca", "slt"):
+    for name in ("rbf_cka", "cca", "pwcca", "svcca", "probe", "slt"):
         assert res[name]["same_rows"], (name, res[name])
         # row blocks / psum / sharded factorisations: equal up to float32 round-off
         assert res[name]["max_rel"] <= 1e-4, (name, res[name])

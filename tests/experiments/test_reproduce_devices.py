@@ -5,7 +5,7 @@ JAX fixes the device count when it starts, so the comparisons run in subprocesse
 ``--xla_force_host_platform_device_count``. The fast test runs the stages' analysis helpers
 (pooled MFTMA sweeps, alpha_SIM, CKA / SVCCA matrices, SLT spectra) on small synthetic data with
 and without a 4-device mesh; the slow one trains the tiny profile once and runs every analysis
-stage on 1 and on 4 devices.
+stage (probing included) on 1 and on 4 devices.
 """
 
 import json
@@ -114,6 +114,8 @@ def test_tiny_run_on_four_devices_matches_one_device(tmp_path):
         "simcap",
         "similarity_layers",
         "similarity_epochs",
+        "probing",
+        "probing_top_neurons",
         "nagamine_slt",
     } <= set(names)
     for name in names:
