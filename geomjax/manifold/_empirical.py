@@ -78,6 +78,7 @@ __all__ = [
     "balanced_dichotomy",
     "nested_projection",
     "factored_projection",
+    "manifold_factored_projection",
 ]
 
 _HI = lax.Precision.HIGHEST
