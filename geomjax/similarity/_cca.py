@@ -399,14 +399,13 @@ def _host_eigen_basis(g, n, epsilon, rtol, threshold):
 
 
 def _host_cholesky_certified(g, rtol):
-    """:func:`_cholesky_certified` on the host: ``(L, ok)``, the same test."""
-    from scipy.linalg import cho_solve, cholesky
+    """:func:`_cholesky_certified` on the host, the same test: ``(U, ok)`` with ``U`` the
+    Fortran-ordered upper factor, ``g = U^T U`` (``U^T`` is the lower factor ``L``). The
+    symmetric ``g`` is passed as ``g.T``, its Fortran-ordered self: no transposing copies."""
+    from scipy.linalg import lapack
 
-    try:
-        lf = cholesky(g, lower=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        return None, False
-    if not np.all(np.isfinite(lf)):
+    u, info = lapack.dpotrf(g.T, lower=0, clean=1)
+    if info != 0 or not np.all(np.isfinite(u)):
         return None, False
     d = g.shape[0]
     v0 = np.cos(1.7 * np.arange(d) + 0.3)
@@ -414,12 +413,12 @@ def _host_cholesky_certified(g, rtol):
     for _ in range(6):
         w = g @ vmax
         vmax = w / np.linalg.norm(w)
-        w = cho_solve((lf, True), vmin, check_finite=False)
+        w = lapack.dpotrs(u, vmin, lower=0)[0]
         vmin = w / np.linalg.norm(w)
     lmax, lmin = vmax @ (g @ vmax), vmin @ (g @ vmin)
     floor = 1e3 * rtol * rtol * lmax
-    ok = lmin >= floor and np.min(np.diagonal(lf)) ** 2 >= floor and lmax > 0
-    return lf, bool(ok)
+    ok = lmin >= floor and np.min(np.diagonal(u)) ** 2 >= floor and lmax > 0
+    return u, bool(ok)
 
 
 def _host_rho_only(m):
@@ -454,19 +453,20 @@ def _host_cca(
     thr = threshold if use_threshold else None
     done = False
     if method == "chol":
-        lx, okx = _host_cholesky_certified(gxx, rtol_x)
-        ly, oky = _host_cholesky_certified(gyy, rtol_y) if okx else (None, False)
+        ux, okx = _host_cholesky_certified(gxx, rtol_x)
+        uy, oky = _host_cholesky_certified(gyy, rtol_y) if okx else (None, False)
         if okx and oky:
-            t = solve_triangular(ly, gxy.T, lower=True, check_finite=False)  # L_y^-1 G_yx
-            m = solve_triangular(lx, t.T, lower=True, check_finite=False)  # L_x^-1 G_xy L_y^-T
+            lsolve = partial(solve_triangular, trans="T", lower=False, check_finite=False)
+            t = lsolve(uy, gxy.T)  # L_y^-1 G_yx  (L = U^T)
+            m = lsolve(ux, t.T)  # L_x^-1 G_xy L_y^-T
             rx, ry, kx, ky = dx, dy, dx, dy
             if weights is None:
                 rho, alpha = _host_rho_only(m), None
             else:
-                p, lf = (m, lx) if weights == "x" else (m.T, ly)
+                p, uf = (m, ux) if weights == "x" else (m.T, uy)
                 rho, w = _host_left_vectors(p)
                 # h_i = A_c L^-T w_i (unit variance up to sqrt(N-1)); A_c^T h_i = (N-1) L w_i
-                alpha = np.sum(np.abs(dtrmm(1.0, lf, w, lower=1)), axis=0)  # L w
+                alpha = np.sum(np.abs(dtrmm(1.0, uf, w, lower=0, trans_a=1)), axis=0)  # L w
             done = True
     if not done:
         vx, sx, fx, rx, kx = _host_eigen_basis(gxx, n, epsilon, rtol_x, thr)
