@@ -588,7 +588,9 @@ def paper_pipeline(
     # a NumPy (or other host) input is copied to the device anyway: that copy is private, and
     # the pipeline may reorder its columns in place (jax.Array inputs are never modified)
     own_x_train = not isinstance(x_train, jax.Array)
-    x_tr = jnp.array(x_train, dt, copy=True) if own_x_train else jnp.asarray(x_train, dt)
+    # (device_put of the host array: one copy; jnp.array(..., copy=True) measured ~1.6x slower)
+    x_tr = (jax.device_put(np.asarray(x_train, dt), may_alias=False) if own_x_train
+            else jnp.asarray(x_train, dt))
     res = _run(key, x_tr, jnp.asarray(y_train, jnp.int32),
                 jnp.asarray(x_test, dt), jnp.asarray(y_test, jnp.int32),
                 jnp.asarray(index.layer_of_neuron), jnp.asarray(lam1, dt), jnp.asarray(lam2, dt),
