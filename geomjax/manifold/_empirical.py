@@ -405,7 +405,7 @@ def _manifold_factor(key, X, counts, max_rank: int):
     above ``max(m, N) eps lambda_1`` at both levels, and the factor is accepted only if a
     randomised estimate of the dropped part is below ``eps^(3/4) ||X||_F`` (as
     :func:`_row_space_factor`): the projections drawn from it are then exact in distribution.
-    None when the spans are not small (``P q > min(K, N) / 2``) or the rank exceeds
+    None when the spans are not small (``P q > K / 2``) or the rank exceeds
     ``max_rank``; the caller then falls back to :func:`_row_space_factor`.
 
     Returns:
@@ -433,7 +433,7 @@ def _manifold_factor(key, X, counts, max_rank: int):
     tol = max(m, N) * eps * float(lam_np.max())
     keep_np = lam_np > tol
     q = int(keep_np.sum(axis=1).max())
-    if q < 1 or P_ * q > min(K, N) // 2:
+    if q < 1 or P_ * q > K // 2:
         return None
     B, C, lam2, E = _stacked_gram(X, rows, shape, U, jnp.asarray(keep_np, dt), q)
     lam2_np = np.asarray(lam2)
