@@ -19,7 +19,10 @@ and the verdicts must agree before any speed is reported.
 geomjax: ``empirical_capacity`` (nested projections, per-dichotomy certified bisection) on the
 same data, default settings (bracket ``2 P`` features; projections sampled exactly from the
 data's row-space factor when its numerical rank is low, as here: rank ``P (d + 1) - 1 = 549``
-of ``N = 5000``; bisection splits guided by 8 pilot dichotomies), plus the mean-field capacity
+of ``N = 5000``, found through the manifolds' 11-dimensional spans; bisection splits guided by
+8 pilot dichotomies; each check's first Newton step from the dichotomy's point moments), plus
+the stage cost of that factor (and of the randomised range finder it replaces), plus the
+mean-field capacity
 (``geomjax.manifold.mftma``) of the same data as the agreement target. Both sides run
 single-threaded (BLAS and XLA pinned to one thread), so process CPU seconds compare fairly on
 a loaded machine; the load average is recorded with the figures.
@@ -195,6 +198,22 @@ def main(argv=None):
             f"first call {t_d.first_call_s:.1f} s")
     res, tg, g, cpu_total = runs[D]
     rss_geomjax = peak_rss_mb()
+    stages = ""
+    if not args.smoke:
+        # Stage cost of the row-space factor: through the spans (used) vs the range finder.
+        from geomjax.manifold._empirical import _manifold_factor, _row_space_factor
+
+        Xc = jnp.asarray(X.reshape(P * M, N))
+        Xc = Xc - jnp.mean(Xc, axis=0, keepdims=True)
+        kf = jax.random.key(1)
+        fac, t_span = time_call(lambda: _manifold_factor(kf, Xc, [M] * P, P * M // 2), repeat=1)
+        _, t_rf = time_call(lambda: _row_space_factor(kf, Xc, P * M // 2), repeat=1)
+        rank = "-" if fac is None else int(fac[1].shape[1])
+        stages = (f"Stage cost of the row-space factor (rank {rank}, warm): through the spans "
+                  f"{t_span.cpu_s:.2f} CPU-s; the randomised range finder it replaces "
+                  f"{t_rf.cpu_s:.2f} CPU-s. ")
+        log(stages)
+        del Xc
     if args.smoke:  # keep CI fast: the mean-field comparison is for full runs
         alpha_mft, tm = float("nan"), None
     else:
@@ -277,6 +296,7 @@ def main(argv=None):
         f"**{speed:.1f}x**; wall (reference measured wall + extrapolated CPU) / geomjax wall: "
         f"{speed_wall:.1f}x. Reference QPs at n > {args.full_below} were "
         f"{sampled}. "
+        f"{stages}"
         f"Peak RSS after the geomjax runs {rss_geomjax:.0f} MB (data and imports included). "
         f"CPU total for geomjax incl. compile: {cpu_total:.1f} s. "
         f"Load average (1, 5, 15 min) at the end: "
