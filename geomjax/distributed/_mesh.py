@@ -159,6 +159,25 @@ def _compiled(fn, mesh, axis, axes, inner_batch, batched_fn=False):
     return jax.jit(sm)
 
 
+def _axes_key(in_axes):
+    if in_axes is None or isinstance(in_axes, (int, np.integer)):
+        return in_axes
+    return tuple(in_axes)
+
+
+@functools.lru_cache(maxsize=64)
+def _single_item(fn, in_axes):
+    """The single-item form of a batched kernel ``fn`` (for the memory plan), one per kernel."""
+
+    def plan_fn(*items):
+        axes_ = _normalise_in_axes(in_axes, len(items))
+        full = [jax.tree_util.tree_map(lambda x: x[None], a) if ax == 0 else a
+                for a, ax in zip(items, axes_, strict=True)]
+        return jax.tree_util.tree_map(lambda x: x[0], fn(*full))
+
+    return plan_fn
+
+
 def sharded_vmap(
     fn: Callable,
     mesh: Mesh | None = None,
@@ -217,14 +236,9 @@ def sharded_vmap(
     if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ValueError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
 
-    if batched_fn:
-        def plan_fn(*items):
-            axes_ = _normalise_in_axes(in_axes, len(items))
-            full = [jax.tree_util.tree_map(lambda x: x[None], a) if ax == 0 else a
-                    for a, ax in zip(items, axes_, strict=True)]
-            return jax.tree_util.tree_map(lambda x: x[0], fn(*full))
-    else:
-        plan_fn = fn
+    # The memory plan is cached per planned function: a batched kernel gets one single-item
+    # wrapper per (kernel, in_axes), so repeated calls reuse its plan instead of recompiling it.
+    plan_fn = _single_item(fn, _axes_key(in_axes)) if batched_fn else fn
 
     def wrapped(*args):
         axes = _normalise_in_axes(in_axes, len(args))
