@@ -24,14 +24,18 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def single_thread_env() -> None:
-    """Pin BLAS/XLA to one thread; call before importing numpy/jax for single-threaded runs."""
+    """Pin BLAS/XLA to one thread; call before importing numpy/jax for single-threaded runs.
+
+    BLAS gets one thread from the usual variables and XLA's Eigen kernels run single-threaded.
+    XLA:CPU has no flag for the size of its own thread pool, so benchmarks that must use exactly
+    one core also pin the process (``os.sched_setaffinity``, as bench_probing does); ratios
+    compare CPU seconds, which count every thread either way.
+    """
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     flags = os.environ.get("XLA_FLAGS", "")
-    if "intra_op_parallelism_threads" not in flags:
-        os.environ["XLA_FLAGS"] = (
-            flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        ).strip()
+    if "xla_cpu_multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
 
 
 def device_name() -> str:
@@ -67,7 +71,9 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def time_call(fn: Callable, *args, repeat: int = 3, warmup: bool = True, **kw) -> tuple[object, Timing]:
+def time_call(
+    fn: Callable, *args, repeat: int = 3, warmup: bool = True, **kw
+) -> tuple[object, Timing]:
     """Best-of-``repeat`` wall and process-CPU time of ``fn(*args)``; the first call is reported
     separately (it includes compilation for jitted functions)."""
     first = None
@@ -91,8 +97,10 @@ def peak_rss_mb() -> float:
 
 def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat (CI keeps benchmarks alive)")
-    p.add_argument("--no-record", action="store_true", help="print only; do not update results/<device>.md")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny sizes, one repeat (CI keeps benchmarks alive)")
+    p.add_argument("--no-record", action="store_true",
+                   help="print only; do not update results/<device>.md")
     p.add_argument("--repeat", type=int, default=3)
     return p
 
@@ -108,7 +116,7 @@ def machine_line() -> str:
 
 
 def record(section: str, markdown: str, smoke: bool = False) -> Path | None:
-    """Replace (or append) ``## section`` in ``results/<device>.md``. Smoke runs are not recorded."""
+    """Replace (or append) ``## section`` in ``results/<device>.md`` (smoke runs: not at all)."""
     if smoke:
         return None
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
