@@ -201,6 +201,21 @@ def nested_projection(key, n_features: int, n_columns: int, block: int, dtype) -
     return W / jnp.linalg.norm(W, axis=0, keepdims=True)
 
 
+def _factored_columns(key, r: int, n_columns: int, block: int, n_extra: int, dt):
+    """The ``r``-dimensional Gaussian coordinates ``z`` (``(r, n_columns)``) of the projection
+    columns, drawn in blocks keyed by block index, and each column's full norm
+    ``sqrt(||z||^2 + chi^2_{n_extra})`` (the ``n_extra`` dimensions outside the factor)."""
+
+    def draw(b):
+        kz, kc = jax.random.split(jax.random.fold_in(key, b))
+        z = jax.random.normal(kz, (r, block), dt)
+        c = 2.0 * jax.random.gamma(kc, 0.5 * n_extra, (block,), dt) if n_extra else 0.0
+        return z, jnp.sum(z * z, axis=0) + c
+
+    z, sq = jax.vmap(draw)(jnp.arange(n_columns // block))
+    return jnp.transpose(z, (1, 0, 2)).reshape(r, n_columns), jnp.sqrt(sq.reshape(n_columns))
+
+
 def factored_projection(key, factor, n_extra: int, n_columns: int, block: int) -> jax.Array:
     """Points ``X W`` for a Gaussian ``W`` with unit-norm columns, sampled from a factor.
 
@@ -215,17 +230,8 @@ def factored_projection(key, factor, n_extra: int, n_columns: int, block: int) -
     """
     K, r = factor.shape
     dt = factor.dtype
-    n_blocks = n_columns // block
-
-    def draw(b):
-        kz, kc = jax.random.split(jax.random.fold_in(key, b))
-        z = jax.random.normal(kz, (r, block), dt)
-        c = 2.0 * jax.random.gamma(kc, 0.5 * n_extra, (block,), dt) if n_extra else 0.0
-        return z, jnp.sum(z * z, axis=0) + c
-
-    z, sq = jax.vmap(draw)(jnp.arange(n_blocks))
-    z = jnp.transpose(z, (1, 0, 2)).reshape(r, n_columns)
-    return jnp.matmul(factor, z, precision=_HI) / jnp.sqrt(sq.reshape(n_columns))[None, :]
+    z, norm = _factored_columns(key, r, n_columns, block, n_extra, dt)
+    return jnp.matmul(factor, z, precision=_HI) / norm[None, :]
 
 
 def _row_space_factor(key, X, max_rank: int, block: int = 128):
@@ -328,17 +334,8 @@ def _two_level_points(key, factor, n_extra, n_columns, block):
     P_, m, q = B.shape
     r = G.shape[1]
     dt = G.dtype
-    n_blocks = n_columns // block
-
-    def draw(b):
-        kz, kc = jax.random.split(jax.random.fold_in(key, b))
-        z = jax.random.normal(kz, (r, block), dt)
-        c = 2.0 * jax.random.gamma(kc, 0.5 * n_extra, (block,), dt) if n_extra else 0.0
-        return z, jnp.sum(z * z, axis=0) + c
-
-    z, sq = jax.vmap(draw)(jnp.arange(n_blocks))
-    z = jnp.transpose(z, (1, 0, 2)).reshape(r, n_columns)
-    V = jnp.matmul(G, z, precision=_HI) / jnp.sqrt(sq.reshape(n_columns))[None, :]
+    z, norm = _factored_columns(key, r, n_columns, block, n_extra, dt)
+    V = jnp.matmul(G, z, precision=_HI) / norm[None, :]
     Y = jnp.matmul(B, V.reshape(P_, q, n_columns), precision=_HI).reshape(P_ * m, n_columns)
     if rows is not None:
         Y = Y[rows]
