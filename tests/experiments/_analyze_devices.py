@@ -21,26 +21,10 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={N_DEV}"
 ).strip()
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from _table_compare import compare  # noqa: E402  (this script's folder)
 
 from geomjax.experiments._commands import main  # noqa: E402
-
-
-def compare(a: pd.DataFrame, b: pd.DataFrame) -> dict:
-    if list(a.columns) != list(b.columns) or len(a) != len(b):
-        return dict(exact=False, max_rel=float("inf"), same_rows=False)
-    num = [c for c in a.columns if a[c].dtype.kind == "f"]
-    other = [c for c in a.columns if c not in num]
-    x, y = a[num].to_numpy(np.float64), b[num].to_numpy(np.float64)
-    fin = np.isfinite(x) & np.isfinite(y)
-    worst = 0.0 if np.array_equal(np.isfinite(x), np.isfinite(y)) else float("inf")
-    if fin.any():
-        worst = max(
-            worst, float((np.abs(x[fin] - y[fin]) / np.maximum(np.abs(y[fin]), 1e-6)).max())
-        )
-    return dict(exact=bool(a.equals(b)), max_rel=worst, same_rows=bool(a[other].equals(b[other])))
-
 
 if __name__ == "__main__":
     data, out = sys.argv[2], Path(sys.argv[3])

@@ -22,25 +22,11 @@ os.environ["XLA_FLAGS"] = (
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from _table_compare import compare  # noqa: E402  (this script's folder)
 
 import geomjax.distributed as gd  # noqa: E402
 from geomjax.experiments import _reproduce as rp  # noqa: E402
 from geomjax.experiments._geometry import simulated_capacity  # noqa: E402
-
-
-def compare(a: pd.DataFrame, b: pd.DataFrame) -> dict:
-    if list(a.columns) != list(b.columns) or len(a) != len(b):
-        return dict(exact=False, max_rel=float("inf"), same_rows=False)
-    num = [c for c in a.columns if a[c].dtype.kind == "f"]
-    other = [c for c in a.columns if c not in num]
-    same_rows = bool(a[other].equals(b[other]))
-    x, y = a[num].to_numpy(np.float64), b[num].to_numpy(np.float64)
-    fin = np.isfinite(x) & np.isfinite(y)
-    worst = 0.0 if np.array_equal(np.isfinite(x), np.isfinite(y)) else float("inf")
-    if fin.any():
-        d = np.abs(x[fin] - y[fin]) / np.maximum(np.abs(y[fin]), 1e-6)
-        worst = max(worst, float(d.max()))
-    return dict(exact=bool(a.equals(b)), max_rel=worst, same_rows=same_rows)
 
 
 def manifold_sets(rng, n, P=4, M=6, N=16):
