@@ -15,11 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from geomjax._checks import as_array, check_finite, check_labels, check_rank
-from geomjax._types import Solution, SolverSettings, result_dtype
+from geomjax._checks import as_array, check_labels, check_rank
+from geomjax._types import Solution, SolverSettings
 from geomjax.distributed._mesh import make_mesh, sharded_vmap
 from geomjax.probing._ablation import PAPER_FRACTIONS
 from geomjax.probing._features import LayerIndex
+from geomjax.probing._host import check_finite_fast, compute_dtype
 from geomjax.probing._pipeline import PipelineResult, _one_run, _result, _validated
 from geomjax.probing._probe import _fit_one_impl
 
@@ -96,7 +97,7 @@ def fit_probes_sharded(
         raise ValueError("`batch_size`, `epochs` and `max_steps` must be positive.")
     x = as_array(x, "x")
     check_rank(x, (2, 3), "x", "(N, D) or (B, N, D)")
-    check_finite(x, "x")
+    check_finite_fast(x, "x")
     n, d = x.shape[-2:]
     y = np.asarray(as_array(y, "y"))
     if y.ndim not in (1, 2):
@@ -107,7 +108,7 @@ def fit_probes_sharded(
             raise ValueError("`y` has a single class; a probe needs at least 2 classes.")
     if n_classes is None:
         n_classes = int(y.max()) + 1
-    dt = result_dtype(x)
+    dt = compute_dtype(x)
     lam = {nm: np.asarray(v, dtype=float) for nm, v in (("lam1", lam1), ("lam2", lam2))}
     for nm, v in lam.items():
         if np.any(v < 0) or not np.all(np.isfinite(v)) or v.ndim > 1:

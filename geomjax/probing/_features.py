@@ -20,6 +20,7 @@ import numpy as np
 
 from geomjax._checks import as_array, check_finite, check_rank
 from geomjax._types import pytree_dataclass, result_dtype
+from geomjax.probing._host import compute_dtype
 
 __all__ = [
     "pool_frames",
@@ -122,7 +123,7 @@ def fit_standardizer(x, eps: float = 1e-8) -> Standardizer:
     check_finite(x, "x")
     if x.shape[0] < 2:
         raise ValueError(f"`x` needs at least 2 samples to fit a standardiser; got {x.shape[0]}.")
-    x = jnp.asarray(x, result_dtype(x))
+    x = jnp.asarray(x, compute_dtype(x))
     mean = x.mean(axis=0)
     std = x.std(axis=0)
     return Standardizer(mean=mean, scale=jnp.where(std > eps, std, 1.0).astype(x.dtype))
@@ -202,7 +203,7 @@ def concat_layers(layers: Sequence) -> tuple[jax.Array, LayerIndex]:
     """
     layers = _check_layers(layers, "layers")
     widths = tuple(int(a.shape[1]) for a in layers)
-    dt = result_dtype(*layers)
+    dt = compute_dtype(*layers)
     x = jnp.concatenate([jnp.asarray(a, dt) for a in layers], axis=1)
     lid = np.repeat(np.arange(len(widths)), widths).astype(np.int32)
     uid = np.concatenate([np.arange(w) for w in widths]).astype(np.int32)
@@ -224,7 +225,7 @@ def stack_layers(layers: Sequence) -> tuple[jax.Array, jax.Array]:
         off = index.offsets
         layers = [x_all[:, off[i] : off[i + 1]] for i in range(index.n_layers)]
     layers = _check_layers(layers, "layers")
-    dt = result_dtype(*layers)
+    dt = compute_dtype(*layers)
     hmax = max(a.shape[1] for a in layers)
     stacked = jnp.stack(
         [jnp.pad(jnp.asarray(a, dt), ((0, 0), (0, hmax - a.shape[1]))) for a in layers]

@@ -24,10 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from geomjax._checks import as_array, check_finite, check_labels, check_rank
-from geomjax._types import pytree_dataclass, result_dtype
+from geomjax._checks import as_array, check_labels, check_rank
+from geomjax._types import pytree_dataclass
 from geomjax.probing._ablation import PAPER_FRACTIONS, select_minimal
 from geomjax.probing._features import LayerIndex
+from geomjax.probing._host import check_finite_fast, compute_dtype
 from geomjax.probing._metrics import Scores, scores
 from geomjax.probing._probe import Probe, _adam_loop, _ce, _init, probe_kkt_residual
 from geomjax.probing._ranking import _ordering, random_k_neurons
@@ -490,7 +491,7 @@ def _validated(key, x_train, y_train, x_test, y_test, index, *, n_classes, l2, i
     x_test = as_array(x_test, "x_test")
     for nm, a in (("x_train", x_train), ("x_test", x_test)):
         check_rank(a, 2, nm, "(n_samples, n_neurons)")
-        check_finite(a, nm)
+        check_finite_fast(a, nm)
     d = x_train.shape[1]
     if x_test.shape[1] != d:
         raise ValueError(f"`x_test` has {x_test.shape[1]} neurons but `x_train` has {d}.")
@@ -515,7 +516,7 @@ def _validated(key, x_train, y_train, x_test, y_test, index, *, n_classes, l2, i
     key = jnp.asarray(key)
     typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
     batch_key = key.ndim == (1 if typed else 2)
-    dt = result_dtype(x_train)
+    dt = compute_dtype(x_train)  # dtype only: no throw-away device copy of host features
     probe_items = tuple(sorted(dict(
         l2=l2, epochs=int(epochs), batch_size=int(min(batch_size, x_train.shape[0])),
         shuffle=bool(shuffle), init=init).items()))

@@ -38,8 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from geomjax._checks import as_array, check_finite, check_labels, check_rank
-from geomjax._types import Solution, SolverSettings, pytree_dataclass, result_dtype
+from geomjax._checks import as_array, check_labels, check_rank
+from geomjax._types import Solution, SolverSettings, pytree_dataclass
+from geomjax.probing._host import check_finite_fast, compute_dtype
 
 __all__ = [
     "Probe",
@@ -410,7 +411,7 @@ def fit_probes(
 
     x = as_array(x, "x")
     check_rank(x, (2, 3), "x", "(N, D) or (B, N, D)")
-    check_finite(x, "x")
+    check_finite_fast(x, "x")
     n, d = x.shape[-2:]
     if n < 2 or d < 1:
         raise ValueError(f"`x` needs at least 2 samples and 1 feature; got shape {tuple(x.shape)}.")
@@ -426,7 +427,7 @@ def fit_probes(
             raise ValueError("`y` has a single class; a probe needs at least 2 classes.")
     if n_classes < 2:
         raise ValueError(f"`n_classes` must be >= 2; got {n_classes}.")
-    dt = result_dtype(x)
+    dt = compute_dtype(x)
     args = {
         "x": jnp.asarray(x, dt),
         "y": jnp.asarray(y, jnp.int32),
