@@ -21,7 +21,7 @@ import numpy as np
 from geomjax._types import Solution, SolverSettings
 from geomjax.distributed._mesh import make_mesh, sharded_vmap
 from geomjax.manifold import MFTMAResult
-from geomjax.manifold._mftma import _anchor_geometry_core, _prepare_analysis, _solver_items
+from geomjax.manifold._mftma import _anchors_from_keys, _prepare_analysis, _solver_items
 
 __all__ = ["mftma_sweep", "sweep_keys", "sweep_frame"]
 
@@ -38,18 +38,33 @@ def sweep_keys(key, n: int):
 
 
 @functools.lru_cache(maxsize=32)
-def _anchor_kernel(n_t, forms, chunk_size, solver_items):
-    """Single-manifold anchor problem, exactly as ``mftma`` runs it for one manifold."""
+def _anchor_kernel(n_t, forms, chunk_size, solver_items, inner_batch):
+    """Batched anchor kernel over a device's slice of manifolds: the program ``mftma`` runs on
+    its manifolds (the same sample draw and pooled solver, whose per-problem arithmetic does not
+    depend on the batch), so a sweep equals ``mftma`` bitwise whatever the device count.
+    ``inner_batch`` (an int) runs the slice in ``lax.map`` batches of that many manifolds."""
 
-    def one(k, S, pm, d, kappa):
-        D1 = S.shape[1]
-        t = jax.vmap(lambda kk: jax.random.normal(kk, (D1,), S.dtype))(jax.random.split(k, n_t))
-        cm = (jnp.arange(D1) < d) | (jnp.arange(D1) == D1 - 1)
-        cap, inv, rad, dm, _, _, sol = _anchor_geometry_core(
-            S, t, kappa, pm, cm, d.astype(S.dtype), forms, chunk_size, solver_items)
+    def run(keys, S, pm, d, kappa):
+        cap, inv, rad, dm, _, _, sol = _anchors_from_keys(keys, S, pm, d, kappa, n_t, forms,
+                                                          chunk_size, solver_items)
         return cap, inv, rad, dm, sol.converged, sol.num_steps, sol.residual
 
-    return one
+    if inner_batch is None:
+        return run
+
+    def mapped(keys, S, pm, d, kappa):
+        B = keys.shape[0]
+        nb = -(-B // inner_batch)
+        pad = nb * inner_batch - B
+
+        def split(a):
+            a = jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]) if pad else a
+            return a.reshape((nb, inner_batch) + a.shape[1:])
+
+        out = jax.lax.map(lambda a: run(*a, kappa), tuple(split(a) for a in (keys, S, pm, d)))
+        return tuple(o.reshape((nb * inner_batch,) + o.shape[2:])[:B] for o in out)
+
+    return mapped
 
 
 def mftma_sweep(
@@ -85,9 +100,9 @@ def mftma_sweep(
         kappa, n_t, K, n_reps, max_k, forms, chunk_size, reduction, rtol, atol, max_steps,
             check_every, stiefel_steps, strict, dtype: as in :func:`~geomjax.manifold.mftma`.
         mesh: device mesh (:func:`geomjax.distributed.make_mesh`; default all local devices).
-        inner_batch: manifolds solved at once per device (``lax.map`` batch size); default 1 on
-            CPU (each solver loop stops on its own, matching ``mftma`` bitwise) and a ``vmap``
-            over the device's whole slice on accelerators.
+        inner_batch: manifolds solved at once per device (``lax.map`` batch size); default
+            the device's whole slice at once (the anchor problems of all its manifolds are
+            pooled in one solver; results do not depend on this setting).
         sweep_chunk: manifolds per device per step (default: planned from device memory).
         memory_budget: bytes per device for the plan.
 
@@ -111,8 +126,6 @@ def mftma_sweep(
     mesh = make_mesh() if mesh is None else mesh
     B = len(analyses)
     keys = sweep_keys(key, B)
-    if inner_batch is None and jax.default_backend() == "cpu":
-        inner_batch = 1
     preps = [_prepare_analysis(keys[i], a, K=K, n_reps=n_reps, max_k=max_k,
                                stiefel_steps=stiefel_steps, reduction=reduction, dtype=dtype,
                                name=f"analyses[{i}]")
@@ -125,11 +138,12 @@ def mftma_sweep(
     for (_, dts), idx in groups.items():
         dt = jnp.dtype(dts)
         items = _solver_items(rtol, atol, max_steps, check_every, dt)
-        kern = _anchor_kernel(int(n_t), forms, chunk_size, items)
+        kern = _anchor_kernel(int(n_t), forms, chunk_size, items,
+                              None if inner_batch is None else max(1, int(inner_batch)))
         def cat(name, idx=idx):
             return jnp.concatenate([preps[i][name] for i in idx])
 
-        run = sharded_vmap(kern, mesh, in_axes=(0, 0, 0, 0, None), inner_batch=inner_batch,
+        run = sharded_vmap(kern, mesh, in_axes=(0, 0, 0, 0, None), batched_fn=True,
                            chunk_size=sweep_chunk, memory_budget=memory_budget)
         out = run(cat("keys"), cat("sD1"), cat("mask"), cat("dims"), jnp.asarray(kappa, dt))
         start = 0

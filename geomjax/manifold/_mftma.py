@@ -42,16 +42,20 @@ from geomjax._checks import as_array, check_finite, check_manifolds
 from geomjax._types import Solution, SolverSettings, pytree_dataclass
 from geomjax.manifold._center import _mean_abs_cos, center_correlation, fit_center_subspace
 from geomjax.solvers import default_rtol, nnls_gram
+from geomjax.solvers._nnls import lawson_hanson_lanes
 
 __all__ = ["anchor_geometry", "AnchorGeometry", "mftma", "MFTMAResult", "reduce_manifolds"]
 
 _HI = lax.Precision.HIGHEST
 _FORMS = ("coded", "paper")
-# Lawson-Hanson forward steps of the first pass over every sample, from the max-projection vertex
-# (supports of up to 4 points: ~97 % of samples on the benchmark), and the second pass's buffer
-# (n_t // _BUF_DIV samples at a time); see _solve_samples.
-_FIRST_ROUNDS = 3
-_BUF_DIV = 16
+# The first pass (Lawson-Hanson from the max-projection vertex): support slots, least-squares
+# solves per problem, and its buffer (max(_LH_BUF_MIN, problems // _LH_BUF_DIV) problems per
+# round); the second pass's buffer (_BUF problems at a time); see _solve_samples.
+_LH_SLOTS = 8
+_LH_ROUNDS = 16
+_LH_BUF_MIN = 64
+_LH_BUF_DIV = 16
+_BUF = 16
 
 
 @pytree_dataclass(meta=("forms",))
@@ -79,17 +83,18 @@ class AnchorGeometry:
 
 
 def _prepare(S, G, point_mask, t, kappa):
-    """Right-hand side, max-projection vertex and warm start for one sample ``t`` (``(D+1,)``)."""
+    """Right-hand side, max-projection vertex and its optimal weight for one sample ``t``."""
     dt = S.dtype
     e = jnp.zeros(S.shape[1], dt).at[-1].set(1)
     c = jnp.matmul(S, t + kappa * e, precision=_HI)
-    # Max-projection vertex over the first D coordinates (first index on ties).
-    proj = jnp.where(point_mask, jnp.matmul(S[:, :-1], t[:-1], precision=_HI), -jnp.inf)
-    i0 = jnp.argmax(proj)
+    # Max-projection vertex over the first D coordinates (first index on ties): the last
+    # coordinate of every real point is 1, so c_i = s_i[:D] . t[:D] + t_D + kappa differs from
+    # the projection by a constant (equal up to round-off, which decides only exact ties).
+    i0 = jnp.argmax(jnp.where(point_mask, c, -jnp.inf))
     s0 = S[i0]
     g = jnp.dot(t, s0, precision=_HI)
-    x0 = jnp.zeros(S.shape[0], dt).at[i0].set(jnp.maximum(c[i0], 0) / G[i0, i0])
-    return c, x0, s0, g
+    v = jnp.maximum(c[i0], 0) / G[i0, i0]
+    return c, i0, v, s0, g
 
 
 def _anchor_from_solution(S, t, s0, g, x, kappa):
@@ -101,25 +106,41 @@ def _anchor_from_solution(S, t, s0, g, x, kappa):
     return jnp.where(interior, s0, w / jnp.where(interior, 1, mass)), interior
 
 
-def _solve_samples(S, G, lipschitz, point_mask, T, kappa, solver):
-    """Anchors of a block of samples ``T`` (``(n, D+1)``).
+def _solve_samples(S, G, point_mask, T, kappa, solver):
+    """Anchors of the samples ``T`` (``(P, n, D+1)``) of ``P`` manifolds ``S`` (``(P, M, D+1)``,
+    Gram matrices ``G``), all ``P n`` problems pooled.
 
-    Pass 1 runs the warm start and its active-set polish on every sample (exact for most); it
-    takes no gradient steps, so it needs no step constant (``lipschitz``, a function returning
-    ``lambda_max(G)``, is called only if some sample is left for pass 2).
-    Pass 2 gathers the samples still unconverged into a small buffer and iterates only those
-    (FISTA + polish), buffer after buffer, so the cost of a few hard samples is not paid by all.
-    Each sample's iterates do not depend on which buffer it lands in.
+    Pass 1 solves every problem by Lawson-Hanson active-set steps from its max-projection vertex
+    (:func:`geomjax.solvers.lawson_hanson_lanes`; exact for all but a few): the vertex's KKT test
+    settles interior and single-vertex samples at once, and each later round gathers only the
+    problems still working, whichever manifold they belong to. It takes no gradient steps, so it
+    needs no step constant. Pass 2 gathers the problems still unconverged into a small buffer and
+    iterates only those (FISTA + polish, with ``lambda_max`` of their manifold's Gram matrix),
+    buffer after buffer. Every problem's arithmetic is its own (nothing depends on the other
+    problems in a buffer or on their number), so results do not depend on chunking, on how
+    manifolds are batched, or on the device count of a sharded sweep.
     """
-    n = T.shape[0]
-    c, x0, s0, g = jax.vmap(lambda t: _prepare(S, G, point_mask, t, kappa))(T)
-    first = dict(solver, max_steps=0, polish_rounds=_FIRST_ROUNDS, exact_start=True)
-    # Any L > 0 identifies the support of the warm start; trace(G) >= lambda_max(G).
-    sol1 = jax.vmap(lambda cc, xx: nnls_gram(G, cc, x0=xx, mask=point_mask,
-                                             lipschitz=jnp.trace(G), **first))(c, x0)
-    L = lax.cond(jnp.any(~sol1.converged), lipschitz, lambda: jnp.trace(G))
-    buf = max(1, min(n, max(8, n // _BUF_DIV)))
-    ar = jnp.arange(n)
+    P, n, D1 = T.shape
+    M = S.shape[1]
+    dt = S.dtype
+    c, i0, v, s0, g = jax.vmap(lambda Sp, Gp, pm, Tp: jax.vmap(
+        lambda t: _prepare(Sp, Gp, pm, t, kappa))(Tp))(S, G, point_mask, T)
+    B = P * n
+    c = c.reshape(B, M)
+    group = jnp.repeat(jnp.arange(P, dtype=jnp.int32), n)
+    scale = jnp.max(jnp.where(point_mask[group], jnp.abs(c), 0), axis=1, initial=0)
+    tol = (solver["atol"] + solver["rtol"] * scale).astype(dt)
+    x1, ok1, _, res1 = lawson_hanson_lanes(
+        G, c, i0.reshape(B), v.reshape(B), point_mask, tol, group, polish_size=_LH_SLOTS,
+        max_rounds=_LH_ROUNDS, buffer=max(_LH_BUF_MIN, B // _LH_BUF_DIV))
+    buf = min(B, _BUF)
+    ar = jnp.arange(B)
+
+    def one(gp, cc, xx):
+        pm = point_mask[gp]
+        Gp = G[gp]
+        L = jnp.linalg.eigvalsh(jnp.where(pm[:, None] & pm[None, :], Gp, 0))[-1]
+        return nnls_gram(Gp, cc, x0=xx, mask=pm, lipschitz=L, **solver)
 
     def cond(st):
         _, conv, _, _, tried = st
@@ -132,9 +153,8 @@ def _solve_samples(S, G, lipschitz, point_mask, T, kappa, solver):
         slot = jnp.where(todo & (pos < buf), pos, buf)
         idx = jnp.zeros(buf, ar.dtype).at[slot].set(ar, mode="drop")
         valid = jnp.zeros(buf, bool).at[slot].set(True, mode="drop")
-        sol = jax.vmap(lambda cc, xx: nnls_gram(G, cc, x0=xx, mask=point_mask, lipschitz=L,
-                                                **solver))(c[idx], x[idx])
-        dest = jnp.where(valid, idx, n)
+        sol = jax.vmap(one)(group[idx], c[idx], x[idx])
+        dest = jnp.where(valid, idx, B)
         x = x.at[dest].set(sol.value, mode="drop")
         conv = conv.at[dest].set(sol.converged, mode="drop")
         steps = steps.at[dest].set(sol.num_steps, mode="drop")
@@ -142,13 +162,16 @@ def _solve_samples(S, G, lipschitz, point_mask, T, kappa, solver):
         tried = tried.at[dest].set(True, mode="drop")
         return x, conv, steps, res, tried
 
-    init = (sol1.value, sol1.converged, sol1.num_steps, sol1.residual, jnp.zeros(n, bool))
+    init = (x1, ok1, jnp.zeros(B, jnp.int32), res1, jnp.zeros(B, bool))
     x, conv, steps, res, _ = lax.while_loop(cond, body, init)
-    sol = Solution(value=x, converged=conv, num_steps=steps, residual=res,
+    x = x.reshape(P, n, M)
+    sol = Solution(value=x, converged=conv.reshape(P, n), num_steps=steps.reshape(P, n),
+                   residual=res.reshape(P, n),
                    settings=SolverSettings(rtol=solver["rtol"], atol=solver["atol"],
                                            max_steps=solver["max_steps"], method="fista+polish"))
-    s_t, interior = jax.vmap(lambda t, a, b, xx: _anchor_from_solution(S, t, a, b, xx, kappa))(
-        T, s0, g, x)
+    s_t, interior = jax.vmap(lambda Sp, Tp, a, b, xx: jax.vmap(
+        lambda t, a1, b1, x1_: _anchor_from_solution(Sp, t, a1, b1, x1_, kappa))(Tp, a, b, xx))(
+        S, T, s0, g, x)
     return s_t, interior, sol
 
 
@@ -178,37 +201,55 @@ def _geometry_from_anchors(s_t, t, kappa, coord_mask, dim, forms):
     return capacity.astype(dt), inv_cap, radius, dimension.astype(dt)
 
 
-@functools.partial(jax.jit, static_argnames=("forms", "chunk_size", "solver_items"))
-def _anchor_geometry_core(S, t, kappa, point_mask, coord_mask, dim, forms, chunk_size,
-                          solver_items):
+def _draw_samples(keys, n_t, D1, dtype):
+    """Gaussian samples ``(P, n_t, D1)`` for ``P`` manifolds: each manifold's key is split into
+    one key per sample, so the draw does not depend on chunking, batching or the device count.
+    :func:`mftma` and :func:`geomjax.distributed.mftma_sweep` both draw through this function."""
+    return jax.vmap(lambda k: jax.vmap(lambda kk: jax.random.normal(kk, (D1,), dtype))(
+        jax.random.split(k, n_t)))(keys)
+
+
+def _anchors_core(S, t, kappa, point_mask, coord_mask, dim, forms, chunk_size, solver_items):
+    """Anchor geometry of ``P`` manifolds at once: ``S`` ``(P, M, D+1)``, ``t`` ``(P, n_t, D+1)``,
+    ``point_mask`` ``(P, M)``, ``coord_mask`` ``(P, D+1)``, ``dim`` ``(P,)``. Returns the
+    per-manifold ``(capacity, inv_capacity, radius, dimension)``, the anchors, the interior flags
+    and the per-sample solution."""
     solver = dict(solver_items)
     dt = S.dtype
-    S = jnp.where(point_mask[:, None], S, 0).astype(dt)
-    t = jnp.where(coord_mask[None, :], t, 0).astype(dt)
-    G = jnp.matmul(S, S.T, precision=_HI)
-    Gm = jnp.where(point_mask[:, None] & point_mask[None, :], G, 0)
-
-    def lipschitz():
-        return jnp.linalg.eigvalsh(Gm)[-1]
-
+    S = jnp.where(point_mask[:, :, None], S, 0).astype(dt)
+    t = jnp.where(coord_mask[:, None, :], t, 0).astype(dt)
+    G = jnp.matmul(S, jnp.swapaxes(S, 1, 2), precision=_HI)
     # Padded points never enter the solver (mask); give them a unit diagonal for the warm start.
-    G = jnp.where(jnp.eye(G.shape[0], dtype=bool) & ~point_mask[:, None], 1, G)
-    def f(tt):
-        return _solve_samples(S, G, lipschitz, point_mask, tt, kappa, solver)
+    G = jnp.where(jnp.eye(G.shape[1], dtype=bool)[None] & ~point_mask[:, :, None], 1, G)
 
-    n_t = t.shape[0]
+    def f(tt):
+        return _solve_samples(S, G, point_mask, tt, kappa, solver)
+
+    P, n_t, D1 = t.shape
     if chunk_size is None or chunk_size >= n_t:
         s_t, interior, sol = f(t)
     else:
         n_chunks = -(-n_t // chunk_size)
         pad = n_chunks * chunk_size - n_t
-        tp = jnp.concatenate([t, jnp.zeros((pad, t.shape[1]), dt)]).reshape(
-            n_chunks, chunk_size, t.shape[1])
+        tp = jnp.concatenate([t, jnp.zeros((P, pad, D1), dt)], axis=1).reshape(
+            P, n_chunks, chunk_size, D1).swapaxes(0, 1)
         out = lax.map(f, tp)
         s_t, interior, sol = jax.tree_util.tree_map(
-            lambda a: a.reshape((n_chunks * chunk_size,) + a.shape[2:])[:n_t], out)
-    cap, inv_cap, rad, dim_m = _geometry_from_anchors(s_t, t, kappa, coord_mask, dim, forms)
+            lambda a: a.swapaxes(0, 1).reshape((P, n_chunks * chunk_size) + a.shape[3:])[:, :n_t],
+            out)
+    cap, inv_cap, rad, dim_m = jax.vmap(
+        lambda a, b, cm, d: _geometry_from_anchors(a, b, kappa, cm, d, forms))(
+        s_t, t, coord_mask, dim)
     return cap, inv_cap, rad, dim_m, s_t, interior, sol
+
+
+@functools.partial(jax.jit, static_argnames=("forms", "chunk_size", "solver_items"))
+def _anchor_geometry_core(S, t, kappa, point_mask, coord_mask, dim, forms, chunk_size,
+                          solver_items):
+    """:func:`_anchors_core` for one manifold (no leading axis)."""
+    out = _anchors_core(S[None], t[None], kappa, point_mask[None], coord_mask[None],
+                        jnp.asarray(dim)[None], forms, chunk_size, solver_items)
+    return jax.tree_util.tree_map(lambda a: a[0], out)
 
 
 def _solver_items(rtol, atol, max_steps, check_every, dtype):
@@ -439,28 +480,24 @@ def _default_manifold_batch(P: int) -> int:
 @functools.partial(
     jax.jit, static_argnames=("n_t", "forms", "chunk_size", "solver_items", "manifold_batch"))
 def _anchors_all(key, sD1, mask, dims, kappa, n_t, forms, chunk_size, solver_items,
-                 manifold_batch, t_given=None):
+                 manifold_batch=None, t_given=None):
+    """Anchor geometry of all ``P`` manifolds: samples drawn with one key per manifold
+    (``split(key, P)``) unless ``t_given``; all ``P n_t`` problems are pooled in one solver
+    (``manifold_batch`` is accepted for compatibility and no longer changes anything here)."""
+    return _anchors_from_keys(jax.random.split(key, sD1.shape[0]), sD1, mask, dims, kappa, n_t,
+                              forms, chunk_size, solver_items, t_given)
+
+
+def _anchors_from_keys(keys, sD1, mask, dims, kappa, n_t, forms, chunk_size, solver_items,
+                       t_given=None):
+    """The anchor stage for manifolds with their own keys (``(P,)``): the one program behind
+    :func:`mftma` and the sharded sweeps of :mod:`geomjax.distributed`."""
     P, M, D1 = sD1.shape
-    keys = jax.random.split(key, P)
-    if t_given is None:
-        t_given = jnp.zeros((P, 0, D1), sD1.dtype)
-
-    def one(k, S, pm, d, tg):
-        if tg.shape[0]:
-            t = tg
-        else:
-            # One key per sample: the draw does not depend on chunking or batching. (Drawn here,
-            # per manifold, exactly as geomjax.distributed draws it: a draw vectorised over
-            # manifolds may differ in the last bit.)
-            t = jax.vmap(lambda kk: jax.random.normal(kk, (D1,), S.dtype))(
-                jax.random.split(k, n_t))
-        cm = (jnp.arange(D1) < d) | (jnp.arange(D1) == D1 - 1)
-        return _anchor_geometry_core(S, t, kappa, pm, cm, d.astype(S.dtype), forms, chunk_size,
-                                     solver_items)
-
-    if manifold_batch >= P:
-        return jax.vmap(one)(keys, sD1, mask, dims, t_given)
-    return _map(lambda a: one(*a), (keys, sD1, mask, dims, t_given), manifold_batch)
+    t = _draw_samples(keys, n_t, D1, sD1.dtype) if t_given is None else t_given
+    ar = jnp.arange(D1)
+    cm = (ar[None, :] < dims[:, None]) | (ar[None, :] == D1 - 1)
+    return _anchors_core(sD1, t, kappa, mask, cm, dims.astype(sD1.dtype), forms, chunk_size,
+                         solver_items)
 
 
 def _pad_t(t, dims, D1, dtype):

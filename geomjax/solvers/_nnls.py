@@ -39,7 +39,7 @@ from jax import lax
 
 from geomjax._types import Solution, SolverSettings
 
-__all__ = ["nnls", "nnls_gram", "kkt_residual", "default_rtol"]
+__all__ = ["nnls", "nnls_gram", "kkt_residual", "default_rtol", "lawson_hanson_lanes"]
 
 _HI = lax.Precision.HIGHEST
 
@@ -59,6 +59,191 @@ def kkt_residual(G, c, x, mask=None):
     if mask is not None:
         r = jnp.where(mask, r, 0)
     return jnp.max(r, initial=0)
+
+
+def _support_solve(G, c, idx, m, ridge):
+    """Least squares on a support given as slots: ``z = G_AA^{-1} c_A`` with ``A = idx[m]``
+    (Cholesky of the slot matrix, unit diagonal in empty slots, plus one step of iterative
+    refinement); empty slots come out zero."""
+    dt = G.dtype
+    mm = m[:, None] & m[None, :]
+    H = jnp.where(mm, G[idx][:, idx], 0) + jnp.diag(jnp.where(m, ridge, 1).astype(dt))
+    rhs = jnp.where(m, c[idx], 0)
+    Lc = jnp.linalg.cholesky(H)
+    z = jax.scipy.linalg.cho_solve((Lc, True), rhs)
+    z = z + jax.scipy.linalg.cho_solve((Lc, True), rhs - jnp.matmul(H, z, precision=_HI))
+    return jnp.where(m, z, 0)
+
+
+def _cholesky_solve_small(H, rhs):
+    """``H^{-1} rhs`` for a small SPD ``H`` (``(k, k)``, k a handful): Cholesky and both
+    substitutions unrolled into elementwise work (batched LAPACK calls on tiny matrices cost
+    more than their arithmetic), plus one step of iterative refinement."""
+    k = H.shape[0]
+    L = [[None] * k for _ in range(k)]
+    for j in range(k):
+        d = H[j, j] - sum((L[j][q] * L[j][q] for q in range(j)), jnp.zeros((), H.dtype))
+        L[j][j] = jnp.sqrt(d)
+        inv = 1 / L[j][j]
+        for i in range(j + 1, k):
+            L[i][j] = (H[i, j] - sum((L[i][q] * L[j][q] for q in range(j)),
+                                     jnp.zeros((), H.dtype))) * inv
+
+    def solve(b):
+        y = []
+        for i in range(k):
+            y.append((b[i] - sum((L[i][q] * y[q] for q in range(i)), jnp.zeros((), H.dtype)))
+                     / L[i][i])
+        z = [None] * k
+        for i in reversed(range(k)):
+            z[i] = (y[i] - sum((L[q][i] * z[q] for q in range(i + 1, k)),
+                               jnp.zeros((), H.dtype))) / L[i][i]
+        return jnp.stack(z)
+
+    z = solve(rhs)
+    return z + solve(rhs - jnp.sum(H * z[None, :], axis=1))
+
+
+def _lawson_hanson_round(G, grp, c, idx, m, xs, mask, tol, ridge):
+    """One Lawson-Hanson step for one problem whose support is held in slots.
+
+    The problem is ``min_{x >= 0} x^T G_grp x / 2 - c^T x`` with ``G_grp = G[grp]``; only the
+    rows of ``G_grp`` on the support are read. State: slot indices ``idx``, occupied slots ``m``
+    and the slot values ``xs`` of a feasible point. The least-squares solution ``z`` on the
+    support is computed; if it is positive it is the new point, accepted as the answer when the
+    KKT test passes, otherwise the coordinate with the most negative gradient is added to a free
+    slot (forward step). If ``z`` has non-positive entries the point moves from ``xs`` towards
+    ``z`` until the first coordinate reaches zero, and that coordinate leaves the support
+    (backward step), as in Lawson & Hanson (1974), ch. 23. Every operation is per problem
+    (elementwise, gathers, reductions over the problem's own axes), so a problem's arithmetic
+    does not depend on the batch it is solved in.
+
+    Returns ``(idx, m, xs, passed, alive, res)``: ``passed`` -- ``xs`` on ``idx[m]`` is the
+    solution (KKT residual ``res`` <= tol); ``alive`` -- not passed and another round can be
+    taken.
+    """
+    n = G.shape[-1]
+    dt = G.dtype
+    ps = idx.shape[0]
+    rows = G[grp, idx]  # (ps, n)
+    mm = m[:, None] & m[None, :]
+    H = jnp.where(mm, rows[:, idx], 0) + jnp.diag(jnp.where(m, ridge, 1).astype(dt))
+    z = jnp.where(m, _cholesky_solve_small(H, jnp.where(m, c[idx], 0)), 0)
+    valid = jnp.all(jnp.isfinite(z))
+    feasible = jnp.all(jnp.where(m, z > 0, True))
+    x = jnp.zeros(n, dt).at[idx].add(z)
+    g = jnp.sum(z[:, None] * rows, axis=0) - c
+    res = jnp.max(jnp.where(mask, jnp.abs(jnp.minimum(x, g)), 0), initial=0)
+    passed = valid & feasible & (res <= tol)
+    # Forward step.
+    in_sup = jnp.zeros(n, jnp.int32).at[idx].max(m.astype(jnp.int32)) > 0
+    j = jnp.argmin(jnp.where(mask & ~in_sup, g, jnp.inf)).astype(idx.dtype)
+    free = jnp.argmin(m)
+    has_free = ~jnp.all(m)
+    # Backward step: the largest step from xs towards z that keeps every coordinate >= 0.
+    neg = m & (z <= 0)
+    gap = xs - z
+    ratio = jnp.where(neg, xs / jnp.where(gap > 0, gap, 1), jnp.inf)
+    k = jnp.argmin(ratio)
+    xb = xs + jnp.minimum(ratio[k], 1) * (z - xs)
+    mb = m & (xb > 0) & (jnp.arange(ps) != k)
+    grow = feasible & ~passed & has_free
+    idx_n = jnp.where(grow, idx.at[free].set(j), idx)
+    m_n = jnp.where(grow, m.at[free].set(True), jnp.where(feasible, m, mb))
+    xs_n = jnp.where(feasible, z, jnp.where(mb, xb, 0))
+    alive = valid & ~passed & (~feasible | has_free)
+    return idx_n, m_n, xs_n, passed, alive, res
+
+
+def lawson_hanson_lanes(G, c, i0, v, mask, tol, group=None, *, polish_size=8, max_rounds=16,
+                        buffer=32):
+    """Exact NNLS for many problems by Lawson-Hanson active-set steps from a single-coordinate
+    warm start, with the unfinished problems compacted between rounds.
+
+    Problem ``b`` is ``min_{x >= 0} x^T G_b x / 2 - c_b^T x`` with ``G_b = G[group[b]]`` (one of
+    a stack of Gram matrices, e.g. one per manifold). Its warm start is ``v_b e_{i0_b}``, which
+    must be optimal on that coordinate (``v = [c_k]_+ / G_kk``; the max-projection vertex of the
+    anchor problem); its KKT test settles the problems solved by one coordinate (or none) at
+    once. Each round then gathers the first ``buffer`` unfinished problems and takes one
+    least-squares solve for each, so the later rounds cost only the problems still working.
+
+    Args:
+        G: ``(P, n, n)`` Gram matrices (or one ``(n, n)``). c: ``(B, n)`` linear terms.
+        i0: ``(B,)`` int warm-start coordinates. v: ``(B,)`` their values (>= 0).
+        mask: ``(P, n)`` (or ``(n,)``) bool, coordinates allowed to be non-zero.
+        tol: ``(B,)`` KKT tolerances on ``||min(x, G x - c)||_inf``.
+        group: ``(B,)`` int index into ``G`` (default all 0).
+        polish_size: largest support handled (slots per problem).
+        max_rounds: least-squares solves per problem before it is handed back unfinished.
+        buffer: problems per round. A problem's arithmetic does not depend on which buffer (or
+            batch) it lands in.
+
+    Returns:
+        ``(x, ok, rounds, res)``: ``(B, n)`` solutions (for problems not ``ok``, a feasible point
+        on the way, a warm start for another method), ``(B,)`` bool KKT test passed, ``(B,)``
+        int32 least-squares solves taken, ``(B,)`` KKT residual of the last solve (of the warm
+        start if none).
+    """
+    if G.ndim == 2:
+        G = G[None]
+    if mask.ndim == 1:
+        mask = mask[None]
+    B, n = c.shape
+    dt = G.dtype
+    if group is None:
+        group = jnp.zeros(B, jnp.int32)
+    group = group.astype(jnp.int32)
+    ps = max(1, min(int(polish_size), n))
+    buf = max(1, min(int(buffer), B))
+    ridge = jnp.finfo(dt).eps * jnp.max(jnp.abs(jnp.diagonal(G, axis1=1, axis2=2)), axis=1)
+    ar = jnp.arange(B)
+    i0 = i0.astype(jnp.int32)
+    # The warm start and its KKT test, from one row of G per problem.
+    lane_mask = mask[group]
+    g0 = G[group, i0] * v[:, None] - c
+    x0 = jnp.where(jnp.arange(n)[None, :] == i0[:, None], v[:, None], 0).astype(dt)
+    res0 = jnp.max(jnp.where(lane_mask, jnp.abs(jnp.minimum(x0, g0)), 0), axis=1, initial=0)
+    done = res0 <= tol
+    j0 = jnp.argmin(jnp.where(lane_mask & (jnp.arange(n)[None, :] != i0[:, None]), g0,
+                              jnp.inf), axis=1).astype(jnp.int32)
+    idx = jnp.zeros((B, ps), jnp.int32).at[:, 0].set(i0)
+    m = jnp.zeros((B, ps), bool).at[:, 0].set(True)
+    xs = jnp.zeros((B, ps), dt).at[:, 0].set(v)
+    if ps > 1:
+        idx = idx.at[:, 1].set(j0)
+        m = m.at[:, 1].set(jnp.sum(lane_mask, axis=1) > 1)
+    alive = ~done & (ps > 1) & (max_rounds > 0)
+    rounds = jnp.zeros(B, jnp.int32)
+
+    def cond(st):
+        return jnp.any(st[4])
+
+    def body(st):
+        idx, m, xs, done, alive, rounds, res = st
+        pos = jnp.cumsum(alive) - 1
+        slot = jnp.where(alive & (pos < buf), pos, buf)
+        bi = jnp.zeros(buf, ar.dtype).at[slot].set(ar, mode="drop")
+        valid = jnp.zeros(buf, bool).at[slot].set(True, mode="drop")
+        gb = group[bi]
+        out = jax.vmap(lambda gg, cc, ii, mm, xx, mk, tt, rr: _lawson_hanson_round(
+            G, gg, cc, ii, mm, xx, mk, tt, rr))(gb, c[bi], idx[bi], m[bi], xs[bi], mask[gb],
+                                                tol[bi], ridge[gb])
+        i_n, m_n, x_n, p_n, a_n, res_n = out
+        dest = jnp.where(valid, bi, B)
+        r_n = rounds[bi] + 1
+        idx = idx.at[dest].set(i_n, mode="drop")
+        m = m.at[dest].set(m_n, mode="drop")
+        xs = xs.at[dest].set(x_n, mode="drop")
+        done = done.at[dest].set(p_n, mode="drop")
+        alive = alive.at[dest].set(a_n & (r_n < max_rounds), mode="drop")
+        rounds = rounds.at[dest].set(r_n, mode="drop")
+        res = res.at[dest].set(res_n, mode="drop")
+        return idx, m, xs, done, alive, rounds, res
+
+    idx, m, xs, done, _, rounds, res = lax.while_loop(
+        cond, body, (idx, m, xs, done, alive, rounds, res0))
+    x = jax.vmap(lambda ii, mm, xx: jnp.zeros(n, dt).at[ii].add(jnp.where(mm, xx, 0)))(idx, m, xs)
+    return x, done, rounds, res
 
 
 def _polish(G, c, x, mask, L, tol, polish_size, polish_rounds, exact_start=False):
@@ -87,14 +272,7 @@ def _polish(G, c, x, mask, L, tol, polish_size, polish_rounds, exact_start=False
     fits = jnp.sum(support) <= polish_size
 
     def solve(idx, m):
-        mm = m[:, None] & m[None, :]
-        H = jnp.where(mm, G[idx][:, idx], 0) + jnp.diag(jnp.where(m, ridge, 1).astype(dt))
-        rhs = jnp.where(m, c[idx], 0)
-        Lc = jnp.linalg.cholesky(H)
-        z = jax.scipy.linalg.cho_solve((Lc, True), rhs)
-        # One step of iterative refinement.
-        z = z + jax.scipy.linalg.cho_solve((Lc, True), rhs - jnp.matmul(H, z, precision=_HI))
-        z = jnp.where(m, z, 0)
+        z = _support_solve(G, c, idx, m, ridge)
         xp = jnp.zeros(n, dt).at[idx].add(z)
         return xp, z, jnp.all(jnp.isfinite(z)), jnp.all(z >= 0)
 
