@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from geomjax.solvers import random_stiefel, stiefel_minimize
+from geomjax.solvers import random_stiefel, stiefel_lbfgs
 
 __all__ = ["center_correlation", "center_basis", "fit_center_subspace", "max_rank_budget"]
 
@@ -87,9 +87,14 @@ def max_rank_budget(centers) -> int:
     which can exceed ``P - 1`` and crash for small P; here it is capped at ``P - 1``.
     """
     c = np.asarray(centers, dtype=np.float64)
-    P = c.shape[0]
     ct = c - c.mean(axis=0, keepdims=True)
-    s = np.linalg.svd(ct, compute_uv=False)
+    return _rank_budget(np.linalg.svd(ct, compute_uv=False), c.shape[0])
+
+
+def _rank_budget(s, P: int) -> int:
+    """:func:`max_rank_budget` from the singular values ``s`` of the centred centres (those of
+    the ``(P, P-1)`` coordinates ``X`` are the same, and far cheaper than an SVD of ``(P, N)``)."""
+    s = np.asarray(s, dtype=np.float64)
     tot = np.sum(s**2)
     if tot <= 0:
         return 0
@@ -99,55 +104,72 @@ def max_rank_budget(centers) -> int:
     return int(min(idx + 11, P - 1))
 
 
-def _corr_parts(V, X, C):
+def _corr_value_grad(V, X, C, E):
+    """Cost and Euclidean gradient (``d cost / d V``), written out.
+
+    With ``c = X V``, ``u = 1 / c0`` and ``cu = u * c`` (rows scaled), expanding the square gives
+    ``cost = 1/2 u^T (C o C) u - <cu, C cu> + 1/2 ||cu^T c||_F^2``: two ``P x P`` products per
+    evaluation instead of forming ``D = C - c c^T`` and its weighted square. Its terms grow as
+    ``u_mu C_mu,mu`` (squared norm of a centre over that of its residual), so it loses digits to
+    cancellation when a removed direction carries most of some centre; beyond a factor 2 the
+    direct form on ``D`` is used (both branches give the same value and gradient to round-off).
+    """
     c = jnp.matmul(X, V, precision=_HI)
-    c0 = jnp.diagonal(C) - jnp.sum(c * c, axis=1)
-    w = 1 / c0  # P divisions instead of P^2
-    D = C - jnp.matmul(c, c.T, precision=_HI)
-    A = D * w[:, None] * w[None, :]
-    return c, c0, D, A
+    dC = jnp.diagonal(C)
+    c0 = dC - jnp.sum(c * c, axis=1)
+    u = 1 / c0
+
+    def expanded(_):
+        cu = u[:, None] * c
+        Ccu = jnp.matmul(C, cu, precision=_HI)
+        Eu = jnp.matmul(E, u, precision=_HI)
+        Mk = jnp.matmul(cu.T, c, precision=_HI)
+        f = jnp.dot(u, Eu) / 2 - jnp.sum(cu * Ccu) + jnp.sum(Mk * Mk) / 2
+        # d/dc at fixed u: 2 U (c M - C U c), M = cu^T c; d/du_mu = (E u)_mu - 2 c_mu.(C cu)_mu
+        # + c_mu.(c M)_mu; d u_mu / d c_mu = 2 u_mu^2 c_mu.
+        cM = jnp.matmul(c, Mk, precision=_HI)
+        gu = Eu - 2 * jnp.sum(c * Ccu, axis=1) + jnp.sum(c * cM, axis=1)
+        return f, 2 * u[:, None] * (cM - Ccu) + (2 * gu * u * u)[:, None] * c
+
+    def direct(_):
+        D = C - jnp.matmul(c, c.T, precision=_HI)
+        A = D * u[:, None] * u[None, :]
+        # d/dc = -2 A c + 2 (sum_nu A_{mu nu}^2 c0_nu) c_mu
+        w = jnp.matmul(A * A, c0, precision=_HI)
+        return jnp.sum(D * A) / 2, 2 * w[:, None] * c - 2 * jnp.matmul(A, c, precision=_HI)
+
+    f, gc = lax.cond(jnp.max(u * dC) <= 2, expanded, direct, None)
+    return f, jnp.matmul(X.T, gc, precision=_HI)
 
 
 @jax.custom_vjp
-def _corr_cost(V, X, C):
-    """``1/2 sum_{mu,nu} (C - c c^T)^2 / (c0 c0^T)`` with ``c = X V`` (gradient written out:
-    about half the operations of the automatic one, and this runs in the inner solver loop)."""
-    _, _, D, A = _corr_parts(V, X, C)
-    return jnp.sum(D * A) / 2
+def _corr_cost(V, X, C, E):
+    """``1/2 sum_{mu,nu} (C - c c^T)^2 / (c0 c0^T)`` with ``c = X V``, ``c0 = diag(C) - ||c_mu||^2``
+    and ``E = C o C`` (value and gradient written out, see :func:`_corr_value_grad`; this runs
+    in the inner solver loop)."""
+    return _corr_value_grad(V, X, C, E)[0]
 
 
-def _corr_cost_fwd(V, X, C):
-    c, c0, D, A = _corr_parts(V, X, C)
-    return jnp.sum(D * A) / 2, (X, c, c0, A)
+def _corr_cost_fwd(V, X, C, E):
+    f, G = _corr_value_grad(V, X, C, E)
+    return f, G
 
 
-def _corr_cost_bwd(res, g):
-    # With D = C - c c^T, A = D / (c0 c0^T) and c0 = diag(C) - ||c_mu||^2:
-    # d cost / d c = -2 A c + 2 (sum_nu A_{mu nu}^2 c0_nu) c_mu, and d cost / d V = X^T (d / d c).
-    X, c, c0, A = res
-    w = jnp.matmul(A * A, c0, precision=_HI)
-    gc = 2 * w[:, None] * c - 2 * jnp.matmul(A, c, precision=_HI)
-    return g * jnp.matmul(X.T, gc, precision=_HI), None, None
+def _corr_cost_bwd(G, g):
+    return g * G, None, None, None
 
 
 _corr_cost.defvjp(_corr_cost_fwd, _corr_cost_bwd)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "n_reps", "max_steps", "gtol"))
-def _fit_k(key, X, k, n_reps, max_steps, gtol):
-    """Fit rank ``k``: the ``n_reps`` restarts vmapped, the most stable one kept.
-
-    One compiled program per ``k`` (exact width: no padded columns to carry through the
-    iterations, and the vmapped loop runs only as long as this ``k``'s slowest restart).
-    """
+def _fit_one_k(key, X, C, E, xn, k, n_reps, max_steps, gtol):
     n = X.shape[1]
     dt = X.dtype
-    xn = jnp.linalg.norm(X, axis=1)
-    C = jnp.matmul(X, X.T, precision=_HI)
     keys = jax.random.split(jax.random.fold_in(key, k), n_reps)
     V0 = jax.vmap(lambda kk: random_stiefel(kk, n, k, dt))(keys)
+
     def fit(v):
-        return stiefel_minimize(_corr_cost, v, X, C, gtol=gtol, max_steps=max_steps)[0]
+        return stiefel_lbfgs(_corr_cost, v, X, C, E, gtol=gtol, max_steps=max_steps)[0]
 
     if jax.default_backend() == "cpu":
         # One restart after the other: each loop stops at its own step count, and the unbatched
@@ -159,13 +181,26 @@ def _fit_k(key, X, k, n_reps, max_steps, gtol):
     R = X[None] - jnp.einsum("pn,rnj,rmj->rpm", X, V, V, precision=_HI)
     stab = jnp.min(jnp.linalg.norm(R, axis=2) / xn, axis=1)  # (reps,)
     best = jnp.argmax(stab)
-    Rb = R[best]
-    res = _mean_abs_cos(Rb)
+    res = _mean_abs_cos(R[best])
     # Removing every centre direction (K = P-1) leaves residual centres at round-off level: their
     # correlation is meaningless and the later normalisation by ||c^ns|| would blow up.
     gone = stab[best] < jnp.sqrt(jnp.finfo(dt).eps)
     res = jnp.where(gone, jnp.inf, res)
     return (V[best], res, sol.converged[best], sol.num_steps[best], sol.residual[best])
+
+
+@functools.partial(jax.jit, static_argnames=("ks", "n_reps", "max_steps", "gtol"))
+def _fit_ks(key, X, ks, n_reps, max_steps, gtol):
+    """Fit each rank in ``ks`` (one compiled program for all of them: no host round trip per K).
+
+    Per rank, the ``n_reps`` restarts ``split(fold_in(key, k), n_reps)`` are solved (one after the
+    other on CPU, vmapped elsewhere) and the most stable one is kept. Returns one
+    ``(V, residual_correlation, converged, num_steps, grad_norm)`` tuple per rank.
+    """
+    xn = jnp.linalg.norm(X, axis=1)
+    C = jnp.matmul(X, X.T, precision=_HI)
+    E = C * C
+    return tuple(_fit_one_k(key, X, C, E, xn, k, n_reps, max_steps, gtol) for k in ks)
 
 
 def fit_center_subspace(
@@ -180,14 +215,16 @@ def fit_center_subspace(
 ) -> dict:
     """Find the low-rank shared centre subspace ``V`` (``(N, K)``) to project out.
 
-    Each K is one compiled solve with its ``n_reps`` random restarts vmapped.
+    The first (up to) five ranks are one compiled program, later ranks one each; every rank's
+    ``n_reps`` random restarts are solved by Riemannian L-BFGS
+    (:func:`geomjax.solvers.stiefel_lbfgs`).
 
     Args:
         key: ``jax.random.key``; restarts of rank K draw from ``split(fold_in(key, K), n_reps)``.
         centers: ``(P, N)`` manifold centres (raw; they are globally centred here).
         K: ``None`` chooses K as the reference does (argmin of the residual correlation over
             ``K = 1..max_k`` with its early stop); an int fixes it (``0`` removes nothing).
-        n_reps: random restarts per K (vmapped); the most *stable* one is kept.
+        n_reps: random restarts per K; the most *stable* one is kept.
         max_k: cap on the K search; default :func:`max_rank_budget` (``<= P - 1``).
         max_steps, gtol: Stiefel solver budget and gradient tolerance.
 
@@ -211,17 +248,23 @@ def fit_center_subspace(
             raise ValueError(f"`K` must be in [0, P-1] = [0, {P - 1}]; got {K}.")
         k_first = k_last = width = int(K)
     else:
-        width = max_rank_budget(centers) if max_k is None else max(0, min(int(max_k), P - 1))
+        width = (_rank_budget(np.linalg.svd(np.asarray(X, np.float64), compute_uv=False), P)
+                 if max_k is None else max(0, min(int(max_k), P - 1)))
         k_first, k_last = 1, width
     if width == 0:
         out.update(V=jnp.zeros((N, 0), dt), K=0)
         return out
-    # K = k_first, k_first + 1, ... one compiled solve each (the early stop needs each K's
-    # residual correlation before the next K is fitted).
+    # K = k_first, k_first + 1, ...: the early stop can act only once five ranks are fitted, so
+    # those five are one compiled program (no host round trip per rank); after that one rank at
+    # a time (the stop needs each K's residual correlation before the next K is fitted).
     res, fits = [], []
-    for k in range(k_first, k_last + 1):
-        fits.append(_fit_k(key, X, k, int(n_reps), int(max_steps), gtol))
-        res.append(float(fits[-1][1]))
+    k = k_first
+    while k <= k_last:
+        ks = tuple(range(k, min(k + 4, k_last) + 1)) if k == k_first else (k,)
+        for fit in _fit_ks(key, X, ks, int(n_reps), int(max_steps), gtol):
+            fits.append(fit)
+            res.append(float(fit[1]))
+        k += len(ks)
         i = len(res)
         if K is None and i > 4 and res[i - 1] > res[i - 2] > res[i - 3] > res[i - 4]:
             break

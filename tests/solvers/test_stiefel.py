@@ -1,4 +1,5 @@
-"""Stiefel optimisation: known optimum, constraint kept, padded columns, vmapped restarts."""
+"""Stiefel optimisation (gradient descent and L-BFGS): known optimum, constraint kept, padded
+columns, vmapped restarts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from geomjax.solvers import random_stiefel, stiefel_minimize
+from geomjax.solvers import random_stiefel, stiefel_lbfgs, stiefel_minimize
 
 
 def _neg_trace(V, A):
@@ -54,3 +55,45 @@ def test_random_stiefel_and_errors():
         random_stiefel(jax.random.key(2), 3, 4)
     with pytest.raises(ValueError, match="`V0` must be"):
         stiefel_minimize(_neg_trace, np.ones((2, 3)), np.eye(2))
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])  # 8 columns: the Cholesky-QR retraction path
+def test_lbfgs_top_eigenspace_with_vmapped_restarts(k):
+    A = _problem()
+    keys = jax.random.split(jax.random.key(3), 3)
+    V0 = jax.vmap(lambda kk: random_stiefel(kk, 12, k, jnp.float64))(keys)
+    sol, f = jax.jit(jax.vmap(lambda v: stiefel_lbfgs(_neg_trace, v, A, gtol=1e-8)))(V0)
+    w, U = np.linalg.eigh(np.asarray(A))
+    np.testing.assert_allclose(np.asarray(f), -w[-k:].sum(), rtol=1e-10)
+    assert np.asarray(sol.converged).all() and (np.asarray(sol.residual) <= 1e-8).all()
+    for V in np.asarray(sol.value):
+        np.testing.assert_allclose(V.T @ V, np.eye(k), atol=1e-12)
+        # same subspace as the float64 eigenvectors
+        np.testing.assert_allclose(V @ V.T, U[:, -k:] @ U[:, -k:].T, atol=1e-7)
+
+
+def test_lbfgs_matches_gradient_descent_and_keeps_zero_columns():
+    A = _problem()
+    V0 = random_stiefel(jax.random.key(4), 12, 4, jnp.float64) * (jnp.arange(4) < 2)
+
+    def cost(V, A):
+        return _neg_trace(V[:, :2], A)
+
+    sol, f = stiefel_lbfgs(cost, V0, A, strict=True)
+    sol2, f2 = stiefel_minimize(cost, V0, A)
+    assert np.abs(np.asarray(sol.value)[:, 2:]).max() == 0
+    np.testing.assert_allclose(float(f), float(f2), rtol=1e-10)
+    assert sol.settings.method == "stiefel-lbfgs-qf"
+
+
+def test_lbfgs_float32_and_errors():
+    A = _problem().astype(jnp.float32)
+    V0 = random_stiefel(jax.random.key(5), 12, 2, jnp.float32)
+    sol, f = stiefel_lbfgs(_neg_trace, V0, A)
+    assert sol.value.dtype == jnp.float32 and bool(sol.converged)
+    top2 = np.sort(np.linalg.eigvalsh(np.asarray(A, np.float64)))[-2:].sum()
+    np.testing.assert_allclose(float(f), -top2, rtol=1e-5)
+    with pytest.raises(ValueError, match="`V0` must be"):
+        stiefel_lbfgs(_neg_trace, np.ones((2, 3)), np.eye(2))
+    with pytest.raises(ValueError, match="`memory`"):
+        stiefel_lbfgs(_neg_trace, V0, A, memory=0)
