@@ -143,25 +143,6 @@ class PipelineResult:
         return pd.DataFrame(rows)
 
 
-def _layer_cols(widths):
-    off = np.concatenate([[0], np.cumsum(widths)])
-    hmax = max(widths)
-    cols = np.zeros((len(widths), hmax), np.int32)
-    valid = np.zeros((len(widths), hmax), bool)
-    for i, w in enumerate(widths):
-        cols[i, :w] = np.arange(off[i], off[i + 1])
-        valid[i, :w] = True
-    return cols, valid
-
-
-def _layer_view(x, widths):
-    """``(N, D) -> (N, L, H_max)``: a reshape for equal widths, a padded gather otherwise."""
-    if len(set(widths)) == 1:
-        return x.reshape(x.shape[0], len(widths), widths[0])
-    cols, _ = _layer_cols(widths)
-    return x[:, cols]
-
-
 def _chunked_adam(key, x, labels, chunks, users, init_full, lam1, lam2, lr, *, n_classes, ps):
     """Several probes on column chunks of ``x``, trained in one Adam loop.
 
@@ -266,11 +247,6 @@ def _train_prefixes(key, x_ord, y, counts, lam1, lam2, lr, *, n_classes, ps):
                  for f in range(len(counts)))
 
 
-def _score(p, x, y, n_classes, mask=None):
-    w = p.weights if mask is None else p.weights * mask[:, None].astype(p.weights.dtype)
-    return scores(y, jnp.argmax(jnp.matmul(x, w, precision=_HI) + p.bias, -1), n_classes)
-
-
 def _stage_probes(key, x_tr, y_tr, x_te, y_te, lam1, lam2, lr, *, n_classes, widths, stride,
                   ablation_fraction, probe_static):
     """Steps 1-3 and 5 for one run: ALL, control and layer-wise probes (one training loop),
@@ -285,16 +261,30 @@ def _stage_probes(key, x_tr, y_tr, x_te, y_te, lam1, lam2, lr, *, n_classes, wid
                                    widths=widths, n_classes=n_classes, ps=ps)
     p_all = jax.tree_util.tree_map(lambda a: a[0], p2)
     p_ctl = jax.tree_util.tree_map(lambda a: a[1], p2)
-    s_all = _score(p_all, x_te, y_te, n_classes)
-    s_ctl = _score(p_ctl, x_te, yc_te, n_classes)
-    s_lay = jax.vmap(lambda p, x: _score(p, x, y_te, n_classes))(
-        pl, jnp.moveaxis(_layer_view(x_te, widths), 1, 0))
     resid = probe_kkt_residual(p_all, x_tr, y_tr, lam1, lam2, l2=ps["l2"])
 
     ordering = _ordering(jnp.abs(p_all.weights), stride)
     k = int(round(ablation_fraction * d))
     abl = jnp.stack([ordering.top_mask(k), ordering.bottom_mask(k), random_k_neurons(k_abl, d, k)])
-    s_abl = jax.vmap(lambda m: _score(p_all, x_te, y_te, n_classes, m))(abl)
+    # every test score of this stage from one product x_te (D, 11 C): ALL, control, the three
+    # ablations (W * mask) and the layer probes as zero-padded (D, C) blocks; x_te is read once
+    # (a layer-major view of it would be an extra copy of the test features)
+    w_abl = [p_all.weights * m[:, None].astype(p_all.weights.dtype) for m in abl]
+    off = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+    w_lay = [jnp.zeros_like(p_all.weights).at[off[i] : off[i + 1]].set(pl.weights[i, : widths[i]])
+             for i in range(len(widths))]
+    w_cat = jnp.concatenate([p_all.weights, p_ctl.weights, *w_abl, *w_lay], axis=1)
+    logits = jnp.matmul(x_te, w_cat, precision=_HI).reshape(x_te.shape[0], -1, n_classes)
+    bias = jnp.concatenate([jnp.stack([p_all.bias, p_ctl.bias]),
+                            jnp.broadcast_to(p_all.bias, (len(abl), n_classes)), pl.bias])
+    pred = jnp.argmax(logits + bias, -1)  # (N_test, 2 + 3 + L)
+    labels = jnp.concatenate([jnp.stack([y_te, yc_te]),
+                              jnp.broadcast_to(y_te, (pred.shape[1] - 2, y_te.shape[0]))])
+    s = jax.vmap(lambda y, pr: scores(y, pr, n_classes))(labels, pred.T)
+    pick = lambda a, b: jax.tree_util.tree_map(lambda v: v[a:b], s)  # noqa: E731
+    s_all = jax.tree_util.tree_map(lambda v: v[0], s)
+    s_ctl = jax.tree_util.tree_map(lambda v: v[1], s)
+    s_abl, s_lay = pick(2, 2 + len(abl)), pick(2 + len(abl), pred.shape[1])
     counts_tr = jnp.bincount(y_tr, length=n_classes)
     maj = jnp.mean(y_te == jnp.argmax(counts_tr))
     return dict(all_scores=s_all, control_scores=s_ctl, layer_scores=s_lay, residual=resid,
