@@ -104,62 +104,62 @@ def _rank_budget(s, P: int) -> int:
     return int(min(idx + 11, P - 1))
 
 
-def _corr_value_grad(V, X, C, E):
-    """Cost and Euclidean gradient (``d cost / d V``), written out.
+def _corr_direct(V, X, C, E):
+    """Cost and Euclidean gradient on ``D = C - c c^T`` (the form the objective is written in)."""
+    c = jnp.matmul(X, V, precision=_HI)
+    c0 = jnp.diagonal(C) - jnp.sum(c * c, axis=1)
+    u = 1 / c0  # P divisions instead of P^2
+    D = C - jnp.matmul(c, c.T, precision=_HI)
+    A = D * u[:, None] * u[None, :]
+    # d cost / d c = -2 A c + 2 (sum_nu A_{mu nu}^2 c0_nu) c_mu, and d cost / d V = X^T (d / d c).
+    w = jnp.matmul(A * A, c0, precision=_HI)
+    gc = 2 * w[:, None] * c - 2 * jnp.matmul(A, c, precision=_HI)
+    return jnp.sum(D * A) / 2, jnp.matmul(X.T, gc, precision=_HI)
 
-    With ``c = X V``, ``u = 1 / c0`` and ``cu = u * c`` (rows scaled), expanding the square gives
-    ``cost = 1/2 u^T (C o C) u - <cu, C cu> + 1/2 ||cu^T c||_F^2``: two ``P x P`` products per
-    evaluation instead of forming ``D = C - c c^T`` and its weighted square. Its terms grow as
-    ``u_mu C_mu,mu`` (squared norm of a centre over that of its residual), so it loses digits to
-    cancellation when a removed direction carries most of some centre; beyond a factor 2 the
-    direct form on ``D`` is used (both branches give the same value and gradient to round-off).
+
+def _corr_expanded(V, X, C, E):
+    """The same cost and gradient with the square expanded (``E = C o C``).
+
+    With ``u = 1 / c0`` and ``cu = u * c`` (rows scaled),
+    ``cost = 1/2 u^T E u - <cu, C cu> + 1/2 ||cu^T c||_F^2``: two ``P x P`` products per
+    evaluation instead of forming ``D`` and its weighted square (about 1.5-2.5x less time). Its
+    terms grow as ``u_mu C_mu,mu`` (a centre's squared norm over its residual's), so it loses
+    digits to cancellation when the removed directions carry most of some centre; the fits check
+    this at the solution (:func:`_fit_one_k`) and redo such fits with :func:`_corr_direct`.
     """
     c = jnp.matmul(X, V, precision=_HI)
-    dC = jnp.diagonal(C)
-    c0 = dC - jnp.sum(c * c, axis=1)
-    u = 1 / c0
-
-    def expanded(_):
-        cu = u[:, None] * c
-        Ccu = jnp.matmul(C, cu, precision=_HI)
-        Eu = jnp.matmul(E, u, precision=_HI)
-        Mk = jnp.matmul(cu.T, c, precision=_HI)
-        f = jnp.dot(u, Eu) / 2 - jnp.sum(cu * Ccu) + jnp.sum(Mk * Mk) / 2
-        # d/dc at fixed u: 2 U (c M - C U c), M = cu^T c; d/du_mu = (E u)_mu - 2 c_mu.(C cu)_mu
-        # + c_mu.(c M)_mu; d u_mu / d c_mu = 2 u_mu^2 c_mu.
-        cM = jnp.matmul(c, Mk, precision=_HI)
-        gu = Eu - 2 * jnp.sum(c * Ccu, axis=1) + jnp.sum(c * cM, axis=1)
-        return f, 2 * u[:, None] * (cM - Ccu) + (2 * gu * u * u)[:, None] * c
-
-    def direct(_):
-        D = C - jnp.matmul(c, c.T, precision=_HI)
-        A = D * u[:, None] * u[None, :]
-        # d/dc = -2 A c + 2 (sum_nu A_{mu nu}^2 c0_nu) c_mu
-        w = jnp.matmul(A * A, c0, precision=_HI)
-        return jnp.sum(D * A) / 2, 2 * w[:, None] * c - 2 * jnp.matmul(A, c, precision=_HI)
-
-    f, gc = lax.cond(jnp.max(u * dC) <= 2, expanded, direct, None)
+    u = 1 / (jnp.diagonal(C) - jnp.sum(c * c, axis=1))
+    cu = u[:, None] * c
+    Ccu = jnp.matmul(C, cu, precision=_HI)
+    Eu = jnp.matmul(E, u, precision=_HI)
+    Mk = jnp.matmul(cu.T, c, precision=_HI)
+    f = jnp.dot(u, Eu) / 2 - jnp.sum(cu * Ccu) + jnp.sum(Mk * Mk) / 2
+    # d/dc at fixed u: 2 U (c M - C U c), M = cu^T c; d/du_mu = (E u)_mu - 2 c_mu.(C cu)_mu
+    # + c_mu.(c M)_mu; and d u_mu / d c_mu = 2 u_mu^2 c_mu.
+    cM = jnp.matmul(c, Mk, precision=_HI)
+    gu = Eu - 2 * jnp.sum(c * Ccu, axis=1) + jnp.sum(c * cM, axis=1)
+    gc = 2 * u[:, None] * (cM - Ccu) + (2 * gu * u * u)[:, None] * c
     return f, jnp.matmul(X.T, gc, precision=_HI)
 
 
-@jax.custom_vjp
-def _corr_cost(V, X, C, E):
-    """``1/2 sum_{mu,nu} (C - c c^T)^2 / (c0 c0^T)`` with ``c = X V``, ``c0 = diag(C) - ||c_mu||^2``
-    and ``E = C o C`` (value and gradient written out, see :func:`_corr_value_grad`; this runs
-    in the inner solver loop)."""
-    return _corr_value_grad(V, X, C, E)[0]
+def _with_grad(value_grad):
+    """A cost ``(V, X, C, E) -> scalar`` whose VJP is the written-out gradient."""
+
+    @jax.custom_vjp
+    def cost(V, X, C, E):
+        return value_grad(V, X, C, E)[0]
+
+    def bwd(G, g):
+        return g * G, None, None, None
+
+    cost.defvjp(value_grad, bwd)
+    return cost
 
 
-def _corr_cost_fwd(V, X, C, E):
-    f, G = _corr_value_grad(V, X, C, E)
-    return f, G
-
-
-def _corr_cost_bwd(G, g):
-    return g * G, None, None, None
-
-
-_corr_cost.defvjp(_corr_cost_fwd, _corr_cost_bwd)
+#: ``1/2 sum_{mu,nu} (C - c c^T)^2 / (c0 c0^T)`` with ``c = X V``, ``c0 = diag(C) - ||c_mu||^2``
+#: (``E = C o C`` unused): the direct form, and the expanded one used first.
+_corr_cost = _with_grad(_corr_direct)
+_corr_cost_fast = _with_grad(_corr_expanded)
 
 
 def _fit_one_k(key, X, C, E, xn, k, n_reps, max_steps, gtol):
@@ -168,15 +168,24 @@ def _fit_one_k(key, X, C, E, xn, k, n_reps, max_steps, gtol):
     keys = jax.random.split(jax.random.fold_in(key, k), n_reps)
     V0 = jax.vmap(lambda kk: random_stiefel(kk, n, k, dt))(keys)
 
-    def fit(v):
-        return stiefel_lbfgs(_corr_cost, v, X, C, E, gtol=gtol, max_steps=max_steps)[0]
+    def solve(cost):
+        def fit(v):
+            return stiefel_lbfgs(cost, v, X, C, E, gtol=gtol, max_steps=max_steps)[0]
 
-    if jax.default_backend() == "cpu":
-        # One restart after the other: each loop stops at its own step count, and the unbatched
-        # small matrix products are several times cheaper on CPU than their batched forms.
-        sol = lax.map(fit, V0)
-    else:
-        sol = jax.vmap(fit)(V0)
+        if jax.default_backend() == "cpu":
+            # One restart after the other: each loop stops at its own step count, and the
+            # unbatched small matrix products are several times cheaper on CPU than batched.
+            return lax.map(fit, V0)
+        return jax.vmap(fit)(V0)
+
+    sol = solve(_corr_cost_fast)
+    # The expanded cost is exact to round-off only while no centre has lost most of its norm
+    # (u_mu C_mu,mu <= 4 at the solution); otherwise (or if a fit stalled) all restarts are
+    # redone with the direct form. One branch for the whole batch, taken in the rare bad case.
+    c = jnp.einsum("pn,rnj->rpj", X, sol.value, precision=_HI)
+    ratio = jnp.max(jnp.diagonal(C) / (jnp.diagonal(C) - jnp.sum(c * c, axis=2)), axis=1)
+    redo = jnp.any((ratio > 4) | ~sol.converged)
+    sol = lax.cond(redo, lambda: solve(_corr_cost), lambda: sol)
     V = sol.value
     R = X[None] - jnp.einsum("pn,rnj,rmj->rpm", X, V, V, precision=_HI)
     stab = jnp.min(jnp.linalg.norm(R, axis=2) / xn, axis=1)  # (reps,)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from geomjax.manifold import center_correlation, fit_center_subspace, max_rank_budget
-from geomjax.manifold._center import _corr_cost, _rank_budget, center_basis
+from geomjax.manifold._center import _corr_cost, _corr_cost_fast, _rank_budget, center_basis
 from geomjax.solvers import random_stiefel
 
 
@@ -30,11 +30,13 @@ def _direct_cost(V, X):
 
 
 @pytest.mark.parametrize("k", [1, 3])
-def test_cost_and_gradient_match_direct_form(k):
-    X, _ = center_basis(jnp.asarray(_centers()))
+@pytest.mark.parametrize("cost", [_corr_cost, _corr_cost_fast], ids=["direct", "expanded"])
+@pytest.mark.parametrize("shared", [0.0, 3.0])
+def test_cost_and_gradient_match_direct_form(k, cost, shared):
+    X, _ = center_basis(jnp.asarray(_centers(shared=shared)))
     C = X @ X.T
     V = random_stiefel(jax.random.key(k), X.shape[1], k, jnp.float64)
-    f, G = jax.value_and_grad(_corr_cost)(V, X, C, C * C)
+    f, G = jax.value_and_grad(cost)(V, X, C, C * C)
     Xn, Vn = np.asarray(X), np.asarray(V)
     np.testing.assert_allclose(float(f), _direct_cost(Vn, Xn), rtol=1e-12)
     # = P/2 + sum_{mu<nu} cos^2 of the residual centres
