@@ -163,3 +163,26 @@ def test_bad_input_gets_clear_errors(data):
         gp.fit_probes(key, x, np.stack([y, y]), lam1=[0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="mode"):
         gp.fit_probes(key, x, y, mode="sgd")
+
+
+def test_kkt_residual_row_blocks_equal_the_full_batch_gradient(monkeypatch):
+    """The residual's one-pass gradient (row blocks + a tail) equals autodiff of the full batch."""
+    from geomjax.probing import _probe
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((37, 6))
+    y = rng.integers(0, 3, 37)
+    p = gp.Probe(rng.standard_normal((6, 3)) * 0.3, rng.standard_normal(3))
+    mask = np.array([1, 1, 0, 1, 0, 1], float)
+    ref = {}
+    for blk in (10**6, 60):  # one block; 10 rows per block: 3 blocks and a 7-row tail
+        monkeypatch.setattr(_probe, "_GRAD_BLOCK", blk)
+        gw, gb = _probe._ce_grad_t(jnp.asarray(p.weights.T), jnp.asarray(p.bias), x, y)
+        _, g = _probe._smooth_grad(gp.Probe(p.weights.T, p.bias), x, y, 0.0, "squared", None, True)
+        np.testing.assert_allclose(gw, g.weights, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(gb, g.bias, rtol=1e-12, atol=1e-14)
+        for l2 in ("squared", "unsquared"):
+            ref.setdefault(l2, []).append(float(gp.probe_kkt_residual(
+                p, x, y, 1e-2, 1e-2, l2=l2, feature_mask=mask)))
+    for vals in ref.values():
+        assert np.isclose(vals[0], vals[1], rtol=1e-12)
