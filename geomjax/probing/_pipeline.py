@@ -342,26 +342,31 @@ def _ordered_columns(x, order, *, n_cols, batch_key, batch_y):
     return _over_runs(lambda x, o: x[:, o[:n_cols]], (None, "run"), batch_key, batch_y)(x, order)
 
 
-_PERMUTE_ROWS = 256
+# row blocks of the in-place column permutation: ~0.5 MB, so that each block is gathered within
+# the core's L2 cache (measured 2x faster than 11 MB blocks at 8000 x 11100)
+_PERMUTE_BLOCK_BYTES = 1 << 19
 
 
-@partial(jax.jit, donate_argnums=(0,))
-def _permute_columns_inplace(x, order):
-    """``x[:, order]`` written over ``x`` (donated) one block of rows at a time: the ordered copy
-    of the training features costs no new full-size buffer (a fresh 0.3 GB buffer costs more in
-    page faults than the gather itself)."""
-    n = x.shape[0]
-    rows = min(_PERMUTE_ROWS, n)
+@partial(jax.jit, static_argnames=("n_cols",), donate_argnums=(0,))
+def _permute_columns_inplace(x, order, *, n_cols):
+    """``x[:, order[:n_cols]]`` written over the first ``n_cols`` columns of ``x`` (donated), one
+    block of rows at a time: the ordered copy of the training features costs no new full-size
+    buffer (a fresh 0.3 GB buffer costs more in page faults than the gather itself). The
+    columns from ``n_cols`` on are left as they were (the retraining reads only the first
+    ``n_cols``), which spares a quarter of the writes at the paper's 75 % largest subset."""
+    n, d = x.shape
+    rows = int(min(n, max(1, _PERMUTE_BLOCK_BYTES // (d * x.dtype.itemsize))))
     n_full = n // rows
+    cols = order[:n_cols]
 
     def body(i, x):
         blk = jax.lax.dynamic_slice_in_dim(x, i * rows, rows, 0)
-        return jax.lax.dynamic_update_slice_in_dim(x, blk[:, order], i * rows, 0)
+        return jax.lax.dynamic_update_slice(x, blk[:, cols], (i * rows, 0))
 
     x = jax.lax.fori_loop(0, n_full, body, x)
     if n % rows:
         tail = x[n_full * rows:]
-        x = x.at[n_full * rows:].set(tail[:, order])
+        x = x.at[n_full * rows:, :n_cols].set(tail[:, cols])
     return x
 
 
@@ -419,7 +424,7 @@ def _run(key, x_tr, y_tr, x_te, y_te, layer_of_neuron, lam1, lam2, lr, *, n_clas
     lap("probes: ALL + control + layer-wise (one loop), KKT residual, ordering, ablation", st)
     if own_x_train and not (batch_key or batch_y):
         # one run and a private copy of the features: order its columns in place
-        xo_tr = _permute_columns_inplace(x_tr, st["order"])
+        xo_tr = _permute_columns_inplace(x_tr, st["order"], n_cols=max(counts))
         del x_tr
     else:
         xo_tr = _ordered_columns(x_tr, st["order"], n_cols=max(counts), **runs)

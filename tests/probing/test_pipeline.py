@@ -162,3 +162,14 @@ def test_pipeline_leaves_device_inputs_untouched(run):
     np.testing.assert_array_equal(np.asarray(dx), xtr)
     np.testing.assert_array_equal(again.order, res.order)
     np.testing.assert_allclose(again.minimal_scores.accuracy, res.minimal_scores.accuracy)
+
+
+def test_inplace_column_order_with_row_blocks_and_a_tail(monkeypatch):
+    from geomjax.probing import _pipeline
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((23, 7)).astype(np.float32)
+    order = rng.permutation(7).astype(np.int32)
+    monkeypatch.setattr(_pipeline, "_PERMUTE_BLOCK_BYTES", 5 * 7 * 4)  # 5 rows: 4 blocks + 3
+    out = _pipeline._permute_columns_inplace(jax.device_put(x, may_alias=False), order, n_cols=5)
+    np.testing.assert_array_equal(np.asarray(out)[:, :5], x[:, order[:5]])
