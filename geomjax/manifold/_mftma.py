@@ -127,7 +127,7 @@ def _solve_samples(S, G, point_mask, T, kappa, solver):
         lambda t: _prepare(Sp, Gp, pm, t, kappa))(Tp))(S, G, point_mask, T)
     B = P * n
     c = c.reshape(B, M)
-    group = jnp.repeat(jnp.arange(P, dtype=jnp.int32), n)
+    group = jnp.arange(B, dtype=jnp.int32) // n
     scale = jnp.max(jnp.where(point_mask[group], jnp.abs(c), 0), axis=1, initial=0)
     tol = (solver["atol"] + solver["rtol"] * scale).astype(dt)
     x1, ok1, _, res1 = lawson_hanson_lanes(

@@ -184,15 +184,14 @@ def lawson_hanson_lanes(G, c, i0, v, mask, tol, group=None, *, polish_size=8, ma
         int32 least-squares solves taken, ``(B,)`` KKT residual of the last solve (of the warm
         start if none).
     """
+    G, c, i0, v, mask, tol = (jnp.asarray(a) for a in (G, c, i0, v, mask, tol))
     if G.ndim == 2:
         G = G[None]
     if mask.ndim == 1:
         mask = mask[None]
     B, n = c.shape
     dt = G.dtype
-    if group is None:
-        group = jnp.zeros(B, jnp.int32)
-    group = group.astype(jnp.int32)
+    group = jnp.zeros(B, jnp.int32) if group is None else jnp.asarray(group, jnp.int32)
     ps = max(1, min(int(polish_size), n))
     buf = max(1, min(int(buffer), B))
     ridge = jnp.finfo(dt).eps * jnp.max(jnp.abs(jnp.diagonal(G, axis1=1, axis2=2)), axis=1)
@@ -214,6 +213,45 @@ def lawson_hanson_lanes(G, c, i0, v, mask, tol, group=None, *, polish_size=8, ma
         m = m.at[:, 1].set(jnp.sum(lane_mask, axis=1) > 1)
     alive = ~done & (ps > 1) & (max_rounds > 0)
     rounds = jnp.zeros(B, jnp.int32)
+    if ps > 2 and max_rounds > 1:
+        # The first least-squares solve, on {i0, j0}, in closed form for every problem at once
+        # (2 x 2, with one step of refinement): it settles two-point supports and takes the
+        # next forward step without the gathers of the general round. Problems whose 2 x 2
+        # solution is not positive start the general rounds from the warm start instead.
+        ar_n = jnp.arange(n)[None, :]
+        two = m[:, 1] & alive
+        Gi = G[group, i0]
+        Gj = G[group, j0]
+        rid = ridge[group]
+
+        def at(a, k):
+            return jnp.take_along_axis(a, k[:, None], axis=1)[:, 0]
+
+        a, b, d = at(Gi, i0) + rid, at(Gi, j0), at(Gj, j0) + rid
+        ci, cj = at(c, i0), at(c, j0)
+        det = a * d - b * b
+        zi = (d * ci - b * cj) / det
+        zj = (a * cj - b * ci) / det
+        ri, rj = ci - (a * zi + b * zj), cj - (b * zi + d * zj)
+        zi = zi + (d * ri - b * rj) / det
+        zj = zj + (a * rj - b * ri) / det
+        pos = two & (zi > 0) & (zj > 0) & jnp.isfinite(zi) & jnp.isfinite(zj)
+        g1 = zi[:, None] * Gi + zj[:, None] * Gj - c
+        x1 = jnp.where(ar_n == i0[:, None], zi[:, None], jnp.where(ar_n == j0[:, None],
+                                                                   zj[:, None], 0))
+        res1 = jnp.max(jnp.where(lane_mask, jnp.abs(jnp.minimum(x1, g1)), 0), axis=1,
+                       initial=0)
+        passed = pos & (res1 <= tol)
+        grow = pos & ~passed
+        j1 = jnp.argmin(jnp.where(lane_mask & (ar_n != i0[:, None]) & (ar_n != j0[:, None]),
+                                  g1, jnp.inf), axis=1).astype(jnp.int32)
+        idx = idx.at[:, 2].set(jnp.where(grow, j1, 0))
+        m = m.at[:, 2].set(grow)
+        xs = xs.at[:, 0].set(jnp.where(pos, zi, v)).at[:, 1].set(jnp.where(pos, zj, 0))
+        done = done | passed
+        rounds = pos.astype(jnp.int32)
+        res0 = jnp.where(pos, res1, res0)
+        alive = alive & ~passed
 
     def cond(st):
         return jnp.any(st[4])

@@ -178,3 +178,65 @@ def test_bad_gram_input():
         nnls_gram(np.ones((2, 3)), np.ones(2))
     with pytest.raises(ValueError, match="`c` must have shape"):
         nnls_gram(np.eye(3), np.ones(2))
+
+
+# --- Lawson-Hanson over many problems (the anchor solver's first pass) -------------------------
+
+
+def _lanes_problems(seed, n_groups=3, m=9, n=12, per=10, kind="anchor"):
+    rng = np.random.default_rng(seed)
+    As, bs, grp = [], [], []
+    for p in range(n_groups):
+        A, B = _problem(seed * 7 + p, (m, n), kind)
+        B = np.concatenate([B, rng.standard_normal((per - B.shape[0], m))])
+        As.append(A)
+        bs.append(B)
+        grp += [p] * per
+    G = np.stack([A.T @ A for A in As])
+    c = np.concatenate([B @ A for A, B in zip(As, bs, strict=True)])
+    return As, np.concatenate(bs), G, c, np.array(grp)
+
+
+def _lanes_start(G, c, grp):
+    # The single-coordinate warm start at the largest c_k (the max-projection vertex).
+    i0 = np.argmax(c, axis=1)
+    v = np.maximum(c[np.arange(len(c)), i0], 0) / G[grp, i0, i0]
+    return i0, v
+
+
+@pytest.mark.parametrize("kind", ["anchor", "tight", "duplicates"])
+def test_lawson_hanson_lanes_matches_scipy_nnls(kind):
+    from geomjax.solvers._nnls import lawson_hanson_lanes
+
+    As, bs, G, c, grp = _lanes_problems(3, kind=kind)
+    i0, v = _lanes_start(G, c, grp)
+    mask = np.ones(G.shape[:2], bool)
+    tol = 1e-10 * np.max(np.abs(c), axis=1)
+    x, ok, rounds, res = jax.jit(lambda *a: lawson_hanson_lanes(*a, buffer=7))(
+        G, c, i0, v, mask, tol, grp)
+    x = np.asarray(x)
+    for k in np.flatnonzero(np.asarray(ok)):
+        A, b = As[grp[k]], bs[k]
+        ref, _ = so.nnls(A, b)
+        # The fitted vector A x is unique even when x is not (duplicate columns).
+        np.testing.assert_allclose(A @ x[k], A @ ref, rtol=1e-9, atol=1e-10)
+        assert np.all(x[k] >= 0)
+    assert np.asarray(ok).mean() > 0.9  # the rest is left, feasible, for FISTA
+    assert np.all(np.asarray(res)[np.asarray(ok)] <= tol[np.asarray(ok)])
+    assert np.all(x >= 0)
+
+
+def test_lawson_hanson_lanes_problem_independent_of_batch():
+    # Each problem's arithmetic is its own: a subset solved alone (other buffer size, other
+    # neighbours) gives bitwise the same answers.
+    from geomjax.solvers._nnls import lawson_hanson_lanes
+
+    _, _, G, c, grp = _lanes_problems(5)
+    i0, v = _lanes_start(G, c, grp)
+    mask = np.ones(G.shape[:2], bool)
+    tol = 1e-10 * np.max(np.abs(c), axis=1)
+    full = lawson_hanson_lanes(G, c, i0, v, mask, tol, grp, buffer=8)
+    sub = np.arange(3, 25, 2)
+    part = lawson_hanson_lanes(G, c[sub], i0[sub], v[sub], mask, tol[sub], grp[sub], buffer=3)
+    for a, b in zip(full, part, strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[sub], np.asarray(b))
