@@ -247,6 +247,7 @@ def stage_times(X, kappa, n_t, seed, repeat):
     from geomjax.manifold._mftma import (
         _anchors_all,
         _centres,
+        _draw_samples,
         _host_centres,
         _host_grams,
         _host_pass,
@@ -287,10 +288,19 @@ def stage_times(X, kappa, n_t, seed, repeat):
                                     repeat=repeat)
         rows.append({"stage": "reduction (Gram + eigh)", "CPU-s": t_red.cpu_s})
     items = _solver_items(None, 0.0, 10_000, 10, X.dtype)
-    _, t_an = time_call(lambda: _anchors_all(k_t, sD1, mask, jnp.full((P,), min(M, N)),
-                                             jnp.asarray(kappa, X.dtype), n_t, "coded", None,
+    dims = jnp.full((P,), min(M, N))
+    kap = jnp.asarray(kappa, X.dtype)
+    _, t_an = time_call(lambda: _anchors_all(k_t, sD1, mask, dims, kap, n_t, "coded", None,
                                              items, 1), repeat=repeat)
     rows.append({"stage": "samples + anchors + geometry", "CPU-s": t_an.cpu_s})
+    # Its two parts, timed apart: the draw, and anchors + geometry on given samples.
+    draw = jax.jit(_draw_samples, static_argnums=(1, 2, 3))
+    keys = jax.random.split(k_t, P)
+    t_all, t_dr = time_call(draw, keys, n_t, sD1.shape[2], sD1.dtype, repeat=repeat)
+    _, t_so = time_call(lambda: _anchors_all(k_t, sD1, mask, dims, kap, n_t, "coded", None,
+                                             items, 1, t_all), repeat=repeat)
+    rows += [{"stage": "... of which samples (one key per sample)", "CPU-s": t_dr.cpu_s},
+             {"stage": "... of which anchors + geometry (samples given)", "CPU-s": t_so.cpu_s}]
     return rows
 
 
@@ -307,6 +317,7 @@ def run_main(args):
     from benchmarks._common import machine_line, md_table, peak_rss_mb, record, time_call
     from geomjax.data import synthetic_manifolds
     from geomjax.manifold import anchor_geometry, mftma
+    from geomjax.manifold._mftma import _anchors_all, _solver_items
 
     P, M, N, n_t = (8, 12, 300, 40) if args.smoke else (args.P, args.M, args.N, args.n_t)
     X = synthetic_manifolds(args.seed, P, M, N, radius=0.5, dim=min(10, M - 1))
@@ -349,18 +360,26 @@ def run_main(args):
                     for S, t in zip(sD1, t_vecs, strict=False)])
     nnls_cpu = time.process_time() - c0
 
-    # 3. geomjax anchor step on the same inputs: vmapped over manifolds (equal shapes here).
+    # 3. geomjax anchor step on the same inputs, as mftma runs it (all P * n_t problems pooled;
+    # equal shapes here), and the public single-manifold function on one of them.
     S_all = jnp.asarray(np.stack(sD1))
     T_all = jnp.asarray(np.stack(t_vecs))
+    items = _solver_items(None, 0.0, 10_000, 10, S_all.dtype)
+    mask_all = jnp.ones(S_all.shape[:2], bool)
+    dims_all = jnp.full((S_all.shape[0],), S_all.shape[2] - 1)
 
-    @jax.jit
     def anchors_all(S, T):
-        return jax.lax.map(lambda a: anchor_geometry(a[0], a[1], args.kappa), (S, T))
+        return _anchors_all(key, S, mask_all, dims_all, jnp.asarray(args.kappa, S.dtype),
+                            T.shape[1], "coded", None, items, 1, T)
 
-    geo, t_anchor = time_call(anchors_all, S_all, T_all, repeat=args.repeat)
-    ours = np.stack([np.asarray(geo.capacity), np.asarray(geo.radius),
-                     np.asarray(geo.dimension)], axis=1)
-    n_unconv = int(np.size(geo.solution.converged) - np.sum(np.asarray(geo.solution.converged)))
+    (cap, _, rad, dim, _, _, sol), t_anchor = time_call(anchors_all, S_all, T_all,
+                                                        repeat=args.repeat)
+    one = anchor_geometry(S_all[0], T_all[0], args.kappa)
+    ours = np.stack([np.asarray(cap), np.asarray(rad), np.asarray(dim)], axis=1)
+    n_unconv = int(np.size(sol.converged) - np.sum(np.asarray(sol.converged)))
+    if not np.allclose([float(one.capacity), float(one.radius), float(one.dimension)], ours[0],
+                       rtol=1e-12):
+        raise SystemExit("anchor_geometry and the pooled anchor step disagree.")
     err_or = _rel(ours, ora).max(axis=0)
     err_ref = _rel(ref, ora).max(axis=0)
     ok = bool((err_or <= 1e-6).all() and n_unconv == 0)
