@@ -276,8 +276,9 @@ def anchor_geometry(
     """Capacity, radius and dimension of one reduced manifold from its anchor points.
 
     ``1/alpha_M = <[t.s~ + kappa]_+^2 / ||s~||^2>_t`` with the anchor points ``s~(t)`` of the
-    PRX 2018 QP (§IIIa), solved exactly as an NNLS on the dual (FISTA + active-set polish,
-    :func:`geomjax.solvers.nnls_gram`); radius and dimension in the reference's coded forms
+    PRX 2018 QP (§IIIa), solved exactly as an NNLS on the dual (Lawson-Hanson active-set steps
+    from the max-projection vertex, :func:`geomjax.solvers._nnls.lawson_hanson_lanes`; FISTA +
+    active-set polish, :func:`geomjax.solvers.nnls_gram`, for any sample left); radius and dimension in the reference's coded forms
     (eqs. 28-29 as implemented) or the paper forms (see the module docstring). ``vmap`` over
     manifolds (equal shapes; use ``point_mask``/``dim`` for padding).
 
@@ -472,8 +473,9 @@ def reduce_manifolds(X, mask, xbar, V, reduction: str = "gram", manifold_batch: 
 
 
 def _default_manifold_batch(P: int) -> int:
-    # On CPU one manifold at a time lets each manifold's solver loop stop on its own (and keeps
-    # the Gram matrix unbatched); accelerators prefer the whole batch at once.
+    # The device-side reduction (reduce_manifolds): one manifold at a time on CPU (unbatched
+    # matrix products), the whole batch at once on accelerators. The anchor stage pools all
+    # manifolds' problems whatever this is.
     return 1 if jax.default_backend() == "cpu" else P
 
 
@@ -726,8 +728,8 @@ def mftma(
        with vmapped restarts, ``K`` chosen as the reference does with ``max K <= P-1``);
     3. projection ``(I - V V^T) X0``, per-manifold centring and normalisation by the centre norm;
     4. reduction to ``D = min(M, N)`` coordinates plus a coordinate of ones;
-    5. ``n_t`` Gaussian samples per manifold and exact anchor points
-       (:func:`anchor_geometry`), vmapped over manifolds.
+    5. ``n_t`` Gaussian samples per manifold and exact anchor points (as
+       :func:`anchor_geometry`), all ``P n_t`` problems pooled in one solver.
 
     Aggregates: ``alpha = 1 / mean_mu(1/alpha_mu)``, ``R = mean R_mu``, ``D = mean D_mu``.
     Manifolds of different ``M`` are padded and masked (no Python loop over manifolds).
@@ -745,8 +747,10 @@ def mftma(
         chunk_size: solve samples in chunks of this size.
         reduction: ``"gram"`` (eigendecomposition of each manifold's Gram matrix, fast) or
             ``"qr"`` (the reference's QR); equal in distribution (:func:`reduce_manifolds`).
-        manifold_batch: manifolds solved at once (``lax.map`` batch size); default 1 on CPU
-            (each manifold's solver loop stops on its own) and all of them on accelerators.
+        manifold_batch: manifolds reduced at once on the device path (``lax.map`` batch size;
+            default 1 on CPU, all of them on accelerators). The anchor problems of all
+            manifolds are always pooled in one solver (its later rounds gather only the
+            problems still working), so this does not change the anchor stage.
         rtol, atol, max_steps, check_every: anchor NNLS settings.
         stiefel_steps: Stiefel iteration budget.
         t: optional Gaussian samples instead of drawing them: a list of P arrays

@@ -27,6 +27,11 @@ Algorithm (per problem):
    is kept and iteration continues.
 4. **Stop** on the natural (KKT) residual
    ``r(x) = ||min(x, G x - c)||_inf <= atol + rtol ||c||_inf`` inside a ``lax.while_loop``.
+
+:func:`lawson_hanson_lanes` solves many problems at once (one Gram matrix per group of them,
+e.g. per manifold) by Lawson-Hanson active-set steps alone from the single-coordinate warm start,
+gathering only the unfinished problems into each round; the anchor solver runs it first and
+gives the few problems it leaves to :func:`nnls_gram`.
 """
 
 from __future__ import annotations
