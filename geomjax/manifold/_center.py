@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from geomjax.solvers import random_stiefel, stiefel_lbfgs
+from geomjax.solvers import random_stiefel, stiefel_lbfgs, stiefel_minimize
 
 __all__ = ["center_correlation", "center_basis", "fit_center_subspace", "max_rank_budget"]
 
@@ -168,25 +168,34 @@ def _fit_one_k(key, X, C, E, xn, k, n_reps, max_steps, gtol):
     keys = jax.random.split(jax.random.fold_in(key, k), n_reps)
     V0 = jax.vmap(lambda kk: random_stiefel(kk, n, k, dt))(keys)
 
-    def solve(cost):
-        def fit(v):
-            return stiefel_lbfgs(cost, v, X, C, E, gtol=gtol, max_steps=max_steps)[0]
+    def lbfgs(v):
+        # The cost is a function of span(V) (the residuals r = (I - V V^T) x): invariant.
+        return stiefel_lbfgs(_corr_cost_fast, v, X, C, E, gtol=gtol, max_steps=max_steps,
+                             invariant=True)[0]
 
+    def gbb(v):
+        return stiefel_minimize(_corr_cost, v, X, C, E, gtol=gtol, max_steps=max_steps)[0]
+
+    def solve(fit):
         if jax.default_backend() == "cpu":
             # One restart after the other: each loop stops at its own step count, and the
             # unbatched small matrix products are several times cheaper on CPU than batched.
             return lax.map(fit, V0)
         return jax.vmap(fit)(V0)
 
-    sol = solve(_corr_cost_fast)
+    sol = solve(lbfgs)
     # The expanded cost is exact to round-off only while no centre has lost most of its norm
-    # (u_mu C_mu,mu <= 4 at the solution); otherwise (or if a fit stalled) all restarts are
-    # redone with the direct form. One branch for the whole batch, taken in the rare bad case.
+    # (u_mu C_mu,mu <= 4 at the solution), and a monotone line search can stall on a cost known
+    # only to a few digits (float32). In either case all restarts are redone with the direct
+    # form by the non-monotone gradient method (the slower, more forgiving solver): one branch
+    # for the whole batch, taken only in such cases.
     c = jnp.einsum("pn,rnj->rpj", X, sol.value, precision=_HI)
     ratio = jnp.max(jnp.diagonal(C) / (jnp.diagonal(C) - jnp.sum(c * c, axis=2)), axis=1)
     redo = jnp.any((ratio > 4) | ~sol.converged)
-    sol = lax.cond(redo, lambda: solve(_corr_cost), lambda: sol)
-    V = sol.value
+    def fields(s):
+        return s.value, s.converged, s.num_steps, s.residual
+
+    V, conv, steps, gnorm = lax.cond(redo, lambda: fields(solve(gbb)), lambda: fields(sol))
     R = X[None] - jnp.einsum("pn,rnj,rmj->rpm", X, V, V, precision=_HI)
     stab = jnp.min(jnp.linalg.norm(R, axis=2) / xn, axis=1)  # (reps,)
     best = jnp.argmax(stab)
@@ -195,7 +204,7 @@ def _fit_one_k(key, X, C, E, xn, k, n_reps, max_steps, gtol):
     # correlation is meaningless and the later normalisation by ||c^ns|| would blow up.
     gone = stab[best] < jnp.sqrt(jnp.finfo(dt).eps)
     res = jnp.where(gone, jnp.inf, res)
-    return (V[best], res, sol.converged[best], sol.num_steps[best], sol.residual[best])
+    return (V[best], res, conv[best], steps[best], gnorm[best])
 
 
 @functools.partial(jax.jit, static_argnames=("ks", "n_reps", "max_steps", "gtol"))
@@ -226,7 +235,10 @@ def fit_center_subspace(
 
     The first (up to) five ranks are one compiled program, later ranks one each; every rank's
     ``n_reps`` random restarts are solved by Riemannian L-BFGS
-    (:func:`geomjax.solvers.stiefel_lbfgs`).
+    (:func:`geomjax.solvers.stiefel_lbfgs`) on the expanded cost, or, for a rank where that
+    cannot be trusted (cancellation, or a stall on a cost known to few digits, e.g. float32), by
+    the non-monotone gradient method (:func:`geomjax.solvers.stiefel_minimize`) on the direct
+    form.
 
     Args:
         key: ``jax.random.key``; restarts of rank K draw from ``split(fold_in(key, K), n_reps)``.

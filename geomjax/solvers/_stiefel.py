@@ -214,8 +214,9 @@ def _sym(A):
     return (A + A.T) / 2
 
 
-@functools.partial(jax.jit, static_argnames=("cost", "memory", "max_steps", "max_backtracks"))
-def _lbfgs_core(cost, V0, args, gtol, memory, max_steps, max_backtracks):
+@functools.partial(jax.jit, static_argnames=("cost", "memory", "max_steps", "max_backtracks",
+                                             "invariant"))
+def _lbfgs_core(cost, V0, args, gtol, memory, max_steps, max_backtracks, invariant=False):
     vg = jax.value_and_grad(cost)
     dt = V0.dtype
     n, k = V0.shape
@@ -241,7 +242,13 @@ def _lbfgs_core(cost, V0, args, gtol, memory, max_steps, max_backtracks):
     def body(s):
         V, f, xi, S, Yb, rho, gn, it, nev, _, gam = s
         r = direction(xi, S, Yb, rho, gam)
-        d = jnp.matmul(V, _sym(jnp.matmul(V.T, r, precision=_HI)), precision=_HI) - r
+        if invariant:
+            # The pairs are tangent vectors at earlier points, so r is tangent up to a small
+            # V sym(V^T r) part, which moves the span only at second order (qf(V + t V S) =
+            # V qf(I + t S) spans V); the slope <d, xi> stays exact since V^T xi = 0 here.
+            d = -r
+        else:
+            d = jnp.matmul(V, _sym(jnp.matmul(V.T, r, precision=_HI)), precision=_HI) - r
         slope = jnp.sum(d * xi)
         bad = ~(slope < 0)  # not a descent direction (stale pairs, round-off): steepest descent
         d = jnp.where(bad, -gam * xi, d)
@@ -309,6 +316,7 @@ def stiefel_lbfgs(
     memory: int = 5,
     max_steps: int = 1000,
     max_backtracks: int = 30,
+    invariant: bool = False,
     strict: bool = False,
 ) -> tuple[Solution, jax.Array]:
     """Minimise ``cost(V, *args)`` over ``V^T V = I`` by Riemannian L-BFGS (vmap over ``V0``).
@@ -338,6 +346,10 @@ def stiefel_lbfgs(
         memory: number of curvature pairs kept.
         max_steps: iteration budget.
         max_backtracks: backtracking steps per iteration.
+        invariant: declare that the cost depends on ``V`` only through its column span
+            (``cost(V Q) = cost(V)`` for orthogonal ``Q``: a Grassmann problem); the search
+            direction is then used without its projection onto the tangent space (one pair of
+            small matrix products less per iteration; the step's span differs at second order).
         strict: raise if unconverged (eager calls only).
 
     Returns:
@@ -355,7 +367,7 @@ def stiefel_lbfgs(
     f64 = jnp.finfo(dt).bits >= 64
     gtol = (1e-6 if f64 else 1e-3) if gtol is None else gtol
     V, f, k, gn, _ = _lbfgs_core(cost, V0, tuple(args), jnp.asarray(gtol, dt), int(memory),
-                                 int(max_steps), int(max_backtracks))
+                                 int(max_steps), int(max_backtracks), bool(invariant))
     sol = Solution(
         value=V, converged=gn <= gtol, num_steps=k, residual=gn,
         settings=SolverSettings(rtol=0.0, atol=float(gtol), max_steps=int(max_steps),

@@ -57,12 +57,14 @@ def test_random_stiefel_and_errors():
         stiefel_minimize(_neg_trace, np.ones((2, 3)), np.eye(2))
 
 
+@pytest.mark.parametrize("invariant", [False, True])  # -tr(V^T A V) depends on span(V) only
 @pytest.mark.parametrize("k", [1, 3, 8])  # 8 columns: the Cholesky-QR retraction path
-def test_lbfgs_top_eigenspace_with_vmapped_restarts(k):
+def test_lbfgs_top_eigenspace_with_vmapped_restarts(k, invariant):
     A = _problem()
     keys = jax.random.split(jax.random.key(3), 3)
     V0 = jax.vmap(lambda kk: random_stiefel(kk, 12, k, jnp.float64))(keys)
-    sol, f = jax.jit(jax.vmap(lambda v: stiefel_lbfgs(_neg_trace, v, A, gtol=1e-8)))(V0)
+    sol, f = jax.jit(jax.vmap(lambda v: stiefel_lbfgs(_neg_trace, v, A, gtol=1e-8,
+                                                      invariant=invariant)))(V0)
     w, U = np.linalg.eigh(np.asarray(A))
     np.testing.assert_allclose(np.asarray(f), -w[-k:].sum(), rtol=1e-10)
     assert np.asarray(sol.converged).all() and (np.asarray(sol.residual) <= 1e-8).all()
