@@ -278,8 +278,9 @@ def anchor_geometry(
     ``1/alpha_M = <[t.s~ + kappa]_+^2 / ||s~||^2>_t`` with the anchor points ``s~(t)`` of the
     PRX 2018 QP (§IIIa), solved exactly as an NNLS on the dual (Lawson-Hanson active-set steps
     from the max-projection vertex, :func:`geomjax.solvers._nnls.lawson_hanson_lanes`; FISTA +
-    active-set polish, :func:`geomjax.solvers.nnls_gram`, for any sample left); radius and dimension in the reference's coded forms
-    (eqs. 28-29 as implemented) or the paper forms (see the module docstring). ``vmap`` over
+    active-set polish, :func:`geomjax.solvers.nnls_gram`, for any sample left); radius and
+    dimension in the reference's coded forms (eqs. 28-29 as implemented) or the paper forms
+    (see the module docstring). ``vmap`` over
     manifolds (equal shapes; use ``point_mask``/``dim`` for padding).
 
     Args:
