@@ -161,27 +161,39 @@ def stiefel_minimize(
         ``(solution, cost_value)``: :class:`geomjax._types.Solution` with ``value`` the optimum
         ``V``, ``residual`` the Riemannian gradient norm; and the final cost.
     """
+    V0, gtol = _start(V0, gtol)
+    dt = V0.dtype
+    ftol = 0.0 if ftol is None else ftol
+    V, f, k, gn = _stiefel_core(cost, V0, tuple(args), jnp.asarray(gtol, dt),
+                                jnp.asarray(ftol, dt), int(max_steps), int(max_backtracks))
+    return _finish(V, k, gn, gtol, max_steps, "stiefel-rgd-bb-polar", strict,
+                   "stiefel_minimize"), f
+
+
+def _start(V0, gtol):
+    """Validated starting point (floating dtype) and the default gradient tolerance
+    (1e-6 in float64, 1e-3 in float32)."""
     V0 = jnp.asarray(V0)
     if V0.ndim != 2 or V0.shape[1] > V0.shape[0]:
         raise ValueError(f"`V0` must be (n, k) with k <= n; got shape {tuple(V0.shape)}.")
     if not jnp.issubdtype(V0.dtype, jnp.floating):
         V0 = V0.astype(jnp.result_type(float))
-    dt = V0.dtype
-    f64 = jnp.finfo(dt).bits >= 64
-    gtol = (1e-6 if f64 else 1e-3) if gtol is None else gtol
-    ftol = 0.0 if ftol is None else ftol
-    V, f, k, gn = _stiefel_core(cost, V0, tuple(args), jnp.asarray(gtol, dt),
-                                jnp.asarray(ftol, dt), int(max_steps), int(max_backtracks))
+    f64 = jnp.finfo(V0.dtype).bits >= 64
+    return V0, ((1e-6 if f64 else 1e-3) if gtol is None else gtol)
+
+
+def _finish(V, k, gn, gtol, max_steps, method, strict, name):
+    """The shared result type of the Stiefel solvers; ``strict`` raises if unconverged."""
     sol = Solution(
         value=V, converged=gn <= gtol, num_steps=k, residual=gn,
         settings=SolverSettings(rtol=0.0, atol=float(gtol), max_steps=int(max_steps),
-                                method="stiefel-rgd-bb-polar"),
+                                method=method),
     )
     if strict:
         if isinstance(gn, jax.core.Tracer):
             raise ValueError("`strict=True` needs an eager call; check `converged` under jit/vmap.")
-        sol.raise_if_unconverged("stiefel_minimize")
-    return sol, f
+        sol.raise_if_unconverged(name)
+    return sol
 
 
 def _qf(Y):
@@ -356,26 +368,10 @@ def stiefel_lbfgs(
         ``(solution, cost_value)`` as :func:`stiefel_minimize`; ``solution.settings.method`` is
         ``"stiefel-lbfgs-qf"``.
     """
-    V0 = jnp.asarray(V0)
-    if V0.ndim != 2 or V0.shape[1] > V0.shape[0]:
-        raise ValueError(f"`V0` must be (n, k) with k <= n; got shape {tuple(V0.shape)}.")
+    V0, gtol = _start(V0, gtol)
     if int(memory) < 1:
         raise ValueError(f"`memory` must be >= 1; got {memory}.")
-    if not jnp.issubdtype(V0.dtype, jnp.floating):
-        V0 = V0.astype(jnp.result_type(float))
-    dt = V0.dtype
-    f64 = jnp.finfo(dt).bits >= 64
-    gtol = (1e-6 if f64 else 1e-3) if gtol is None else gtol
-    V, f, k, gn, _ = _lbfgs_core(cost, V0, tuple(args), jnp.asarray(gtol, dt), int(memory),
+    V, f, k, gn, _ = _lbfgs_core(cost, V0, tuple(args), jnp.asarray(gtol, V0.dtype), int(memory),
                                  int(max_steps), int(max_backtracks), bool(invariant))
-    sol = Solution(
-        value=V, converged=gn <= gtol, num_steps=k, residual=gn,
-        settings=SolverSettings(rtol=0.0, atol=float(gtol), max_steps=int(max_steps),
-                                method="stiefel-lbfgs-qf"),
-    )
-    if strict:
-        if isinstance(gn, jax.core.Tracer):
-            raise ValueError("`strict=True` needs an eager call; check `converged` under jit/vmap.")
-        sol.raise_if_unconverged("stiefel_minimize")
-    return sol, f
+    return _finish(V, k, gn, gtol, max_steps, "stiefel-lbfgs-qf", strict, "stiefel_lbfgs"), f
 
