@@ -4,6 +4,10 @@
   float32 behaviour build float32 arrays explicitly (the library follows the input dtype).
 * hypothesis runs under the ``ci`` profile: derandomized, no deadline, bounded examples.
 * ``gpu`` tests are skipped where JAX sees no GPU.
+* JAX's compiled programs are dropped after each test module. Every XLA:CPU executable keeps
+  a few memory mappings of JIT code alive while it is cached, and the whole suite in one process
+  compiles enough distinct programs to approach the kernel's per-process map limit
+  (``vm.max_map_count``, 65530 by default), where the next compilation crashes.
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _drop_compiled_programs():
+    yield
+    jax.clear_caches()
 
 
 @pytest.fixture
