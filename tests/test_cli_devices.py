@@ -52,8 +52,11 @@ def test_analyze_devices_option_matches_single_device(tmp_path):
         two = _analyze(analysis, tmp_path / "acts.npz", tmp_path / f"{analysis}2", env,
                        ("--devices", "2"))
         assert len(one) == 2 if analysis in ("mftma", "capacity") else len(one) == 4
-        # float32 layers: the pair-sharded CKA route differs from the Gram route by round-off
-        tol = 1e-9 if analysis in ("mftma", "capacity") else 1e-5
+        # float32 layers: the pair-sharded CKA route differs from the Gram route by round-off;
+        # the sharded MFTMA sweep solves each device's slice of the pooled anchor problems as
+        # one batch, and its float32 results differ from the one-device call in the last bits
+        # (1e-7 relative seen; cause not traced further)
+        tol = 2e-6 if analysis in ("mftma", "capacity") else 1e-5
         pd.testing.assert_frame_equal(one, two, check_exact=False, rtol=tol, atol=1e-12)
 
 
