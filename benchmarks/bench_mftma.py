@@ -291,14 +291,14 @@ def stage_times(X, kappa, n_t, seed, repeat):
     dims = jnp.full((P,), min(M, N))
     kap = jnp.asarray(kappa, X.dtype)
     _, t_an = time_call(lambda: _anchors_all(k_t, sD1, mask, dims, kap, n_t, "coded", None,
-                                             items, 1), repeat=repeat)
+                                             items), repeat=repeat)
     rows.append({"stage": "samples + anchors + geometry", "CPU-s": t_an.cpu_s})
     # Its two parts, timed apart: the draw, and anchors + geometry on given samples.
     draw = jax.jit(_draw_samples, static_argnums=(1, 2, 3))
     keys = jax.random.split(k_t, P)
     t_all, t_dr = time_call(draw, keys, n_t, sD1.shape[2], sD1.dtype, repeat=repeat)
     _, t_so = time_call(lambda: _anchors_all(k_t, sD1, mask, dims, kap, n_t, "coded", None,
-                                             items, 1, t_all), repeat=repeat)
+                                             items, t_all), repeat=repeat)
     rows += [{"stage": "... of which samples (one key per sample)", "CPU-s": t_dr.cpu_s},
              {"stage": "... of which anchors + geometry (samples given)", "CPU-s": t_so.cpu_s}]
     return rows
@@ -370,7 +370,7 @@ def run_main(args):
 
     def anchors_all(S, T):
         return _anchors_all(key, S, mask_all, dims_all, jnp.asarray(args.kappa, S.dtype),
-                            T.shape[1], "coded", None, items, 1, T)
+                            T.shape[1], "coded", None, items, T)
 
     (cap, _, rad, dim, _, _, sol), t_anchor = time_call(anchors_all, S_all, T_all,
                                                         repeat=args.repeat)
@@ -465,7 +465,7 @@ def run_sweep(args):
         sD1, _ = reduce_manifolds(x, mask, xbar, jax.numpy.zeros((N, 0), dt), "gram", P)
         cap, inv, rad, dim, _, _, sol = _anchors_all(
             k, sD1, mask, jax.numpy.full((P,), min(M, N)), jax.numpy.asarray(0.0, dt), n_t,
-            "coded", None, items, P)
+            "coded", None, items)
         return 1 / inv.mean(), rad.mean(), dim.mean(), sol.converged.all()
 
     @jax.jit

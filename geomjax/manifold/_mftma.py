@@ -41,8 +41,7 @@ from jax import lax
 from geomjax._checks import as_array, check_finite, check_manifolds
 from geomjax._types import Solution, SolverSettings, pytree_dataclass
 from geomjax.manifold._center import _mean_abs_cos, center_correlation, fit_center_subspace
-from geomjax.solvers import default_rtol, nnls_gram
-from geomjax.solvers._nnls import lawson_hanson_lanes
+from geomjax.solvers import default_rtol, lawson_hanson_lanes, nnls_gram
 
 __all__ = ["anchor_geometry", "AnchorGeometry", "mftma", "MFTMAResult", "reduce_manifolds"]
 
@@ -277,7 +276,7 @@ def anchor_geometry(
 
     ``1/alpha_M = <[t.s~ + kappa]_+^2 / ||s~||^2>_t`` with the anchor points ``s~(t)`` of the
     PRX 2018 QP (§IIIa), solved exactly as an NNLS on the dual (Lawson-Hanson active-set steps
-    from the max-projection vertex, :func:`geomjax.solvers._nnls.lawson_hanson_lanes`; FISTA +
+    from the max-projection vertex, :func:`geomjax.solvers.lawson_hanson_lanes`; FISTA +
     active-set polish, :func:`geomjax.solvers.nnls_gram`, for any sample left); radius and
     dimension in the reference's coded forms (eqs. 28-29 as implemented) or the paper forms
     (see the module docstring). ``vmap`` over
@@ -481,12 +480,11 @@ def _default_manifold_batch(P: int) -> int:
 
 
 @functools.partial(
-    jax.jit, static_argnames=("n_t", "forms", "chunk_size", "solver_items", "manifold_batch"))
+    jax.jit, static_argnames=("n_t", "forms", "chunk_size", "solver_items"))
 def _anchors_all(key, sD1, mask, dims, kappa, n_t, forms, chunk_size, solver_items,
-                 manifold_batch=None, t_given=None):
+                 t_given=None):
     """Anchor geometry of all ``P`` manifolds: samples drawn with one key per manifold
-    (``split(key, P)``) unless ``t_given``; all ``P n_t`` problems are pooled in one solver
-    (``manifold_batch`` is accepted for compatibility and no longer changes anything here)."""
+    (``split(key, P)``) unless ``t_given``; all ``P n_t`` problems are pooled in one solver."""
     return _anchors_from_keys(jax.random.split(key, sD1.shape[0]), sD1, mask, dims, kappa, n_t,
                               forms, chunk_size, solver_items, t_given)
 
@@ -618,7 +616,7 @@ def _prepare_analysis(key, manifolds, *, K=None, V=None, n_reps=10, max_k=None,
         ct = ct - jnp.matmul(jnp.matmul(ct, Vc, precision=_HI), Vc.T, precision=_HI)
     return dict(sD1=sD1, mask=mask_j, dims=jnp.asarray(np.minimum(Ms, N)), Ms=Ms, dtype=dtype,
                 key=k_t, keys=jax.random.split(k_t, P), rho0=rho0, rho_res=_mean_abs_cos(ct),
-                K=int(Kc), center_ok=bool(center_ok), manifold_batch=mb)
+                K=int(Kc), center_ok=bool(center_ok))
 
 
 @pytree_dataclass(meta=("K", "n_t", "forms", "n_unconverged", "center_converged"))
@@ -772,8 +770,7 @@ def mftma(
     pr = _prepare_analysis(key, manifolds, K=K, V=V, n_reps=n_reps, max_k=max_k,
                   stiefel_steps=stiefel_steps, reduction=reduction,
                   manifold_batch=manifold_batch, dtype=dtype)
-    sD1, mask_j, dims, Ms, dtype, mb = (pr["sD1"], pr["mask"], pr["dims"], pr["Ms"], pr["dtype"],
-                                        pr["manifold_batch"])
+    sD1, mask_j, dims, Ms, dtype = pr["sD1"], pr["mask"], pr["dims"], pr["Ms"], pr["dtype"]
     items = _solver_items(rtol, atol, max_steps, check_every, dtype)
     t_pad = None
     if t is not None:
@@ -781,7 +778,7 @@ def mftma(
         n_t = t_pad.shape[1]
     cap, inv, rad, dm, _, _, sol = _anchors_all(
         pr["key"], sD1, mask_j, dims, jnp.asarray(kappa, dtype), int(n_t), forms, chunk_size, items,
-        mb, t_pad)
+        t_pad)
     if strict:
         Solution(sol.value, sol.converged, sol.num_steps, sol.residual,
                  SolverSettings(items[0][1], items[1][1], items[2][1], "fista+polish")

@@ -6,13 +6,20 @@ settings) and is ``jax.vmap``-able over problems.
 """
 
 from geomjax.solvers._bisection import BisectionResult, bisection_steps, integer_bisection
-from geomjax.solvers._nnls import default_rtol, kkt_residual, nnls, nnls_gram
+from geomjax.solvers._nnls import (
+    default_rtol,
+    kkt_residual,
+    lawson_hanson_lanes,
+    nnls,
+    nnls_gram,
+)
 from geomjax.solvers._separability import SeparabilityCertificate, separability
 from geomjax.solvers._stiefel import random_stiefel, stiefel_lbfgs, stiefel_minimize
 
 __all__ = [
     "nnls",
     "nnls_gram",
+    "lawson_hanson_lanes",
     "kkt_residual",
     "default_rtol",
     "stiefel_minimize",
