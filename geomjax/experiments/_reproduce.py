@@ -28,6 +28,7 @@ function is, else to round-off). Training, activations, the EER and the LDA stay
 
 from __future__ import annotations
 
+import gc
 import time
 import zlib
 from pathlib import Path
@@ -84,6 +85,17 @@ def _cost(start: tuple[float, float]) -> dict:
         "cpu_seconds": round(cpu - start[0], 1),
         "peak_rss_mb": round(rss, 0),
     }
+
+
+def _release() -> None:
+    """Between stages: drop JAX's compiled programs and collect garbage. A stage's programs are
+    rarely reused by the next one, and each cached CPU executable keeps its code and buffers
+    mapped, so without this the resident set only grows over the run (about 1.9 GB after the
+    corpus to 7.5 GB at the end, measured before this was added)."""
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
 
 
 def _say(msg: str) -> None:
@@ -1054,6 +1066,7 @@ def reproduce(
                     continue
                 _say(f"training {name} ({prof.models[name].model}, {prof.models[name].preset})")
                 stage_train(ctx, name)
+                _release()
             for task in ("word", "speaker_windows", "ctc", "reconstruction"):
                 ctx._splits.pop(task, None)  # no analysis reads these training sets: free them
             continue
@@ -1066,5 +1079,6 @@ def reproduce(
         run.mark_done(st, _cost(t0))
         if st not in ("stephenson", "timesteps"):  # the DS2 word activations are read up to here
             ctx._acts.clear()
+        _release()
     _say(f"finished in {time.time() - t_all:.0f} s: {run.root}")
     return run
