@@ -62,11 +62,14 @@ def check_finite(x, name: str) -> None:
         raise ValueError(f"`{name}` contains {n_bad} NaN/inf value(s); clean or mask them first.")
 
 
-def check_manifolds(manifolds, name: str = "manifolds", min_points: int = 2) -> list:
+def check_manifolds(manifolds, name: str = "manifolds", min_points: int = 2,
+                    finite: bool = True) -> list:
     """Validate P manifolds given as a list of ``(M_i, N)`` arrays or one ``(P, M, N)`` array.
 
     Returns a list of arrays (unchanged dtype). Raises on: empty input, P < 2, a manifold with
-    fewer than ``min_points`` points, mismatched feature counts, wrong rank, NaN/inf.
+    fewer than ``min_points`` points, mismatched feature counts, wrong rank, NaN/inf (unless
+    ``finite=False``: for callers that read every value anyway and call
+    :func:`check_finite` on a manifold whose sums come out non-finite).
     """
     if manifolds is None:
         raise ValueError(f"`{name}` is None; pass P >= 2 arrays of shape (M, N).")
@@ -101,7 +104,8 @@ def check_manifolds(manifolds, name: str = "manifolds", min_points: int = 2) -> 
                 f"`{name}[{i}]` has {m.shape[1]} features but `{name}[0]` has {n_feat}; all "
                 "manifolds must share the feature count N."
             )
-        check_finite(m, f"{name}[{i}]")
+        if finite:
+            check_finite(m, f"{name}[{i}]")
     return mans
 
 
