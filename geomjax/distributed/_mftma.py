@@ -2,7 +2,10 @@
 in one call.
 
 Per analysis, the cheap, shape-dependent preparation (global centring, centre-correlation
-subspace, reduction to ``D+1`` coordinates) runs as in :func:`geomjax.manifold.mftma`; the anchor
+subspace, reduction to ``D+1`` coordinates) runs as in :func:`geomjax.manifold.mftma`, except
+that on accelerators the centre subspaces of all analyses are fitted together
+(:func:`geomjax.manifold.fit_center_subspaces`: one vmapped solver run per rank block instead of
+one per analysis; the same fits to round-off); the anchor
 problems -- ``P * n_t`` NNLS solves per analysis, nearly all of the work -- are pooled over every
 (analysis, manifold) pair of equal reduced shape and sharded across the mesh. Each manifold keeps
 the key :func:`~geomjax.manifold.mftma` gives it, so ``mftma_sweep(key, sets)[i]`` equals
@@ -20,8 +23,15 @@ import numpy as np
 
 from geomjax._types import Solution, SolverSettings
 from geomjax.distributed._mesh import make_mesh, sharded_vmap
-from geomjax.manifold import MFTMAResult
-from geomjax.manifold._mftma import _anchors_from_keys, _prepare_analysis, _solver_items
+from geomjax.manifold import MFTMAResult, fit_center_subspaces
+from geomjax.manifold._center import _restarts_batched
+from geomjax.manifold._mftma import (
+    _anchors_from_keys,
+    _prepare_analysis,
+    _prepare_centres,
+    _prepare_reduced,
+    _solver_items,
+)
 
 __all__ = ["mftma_sweep", "sweep_keys", "sweep_frame"]
 
@@ -90,6 +100,7 @@ def mftma_sweep(
     memory_budget: int | None = None,
     strict: bool = False,
     dtype=None,
+    center_batched: bool | None = None,
 ) -> list[MFTMAResult]:
     """:func:`geomjax.manifold.mftma` over many manifold sets, anchor problems sharded.
 
@@ -105,6 +116,8 @@ def mftma_sweep(
             pooled in one solver; results do not depend on this setting).
         sweep_chunk: manifolds per device per step (default: planned from device memory).
         memory_budget: bytes per device for the plan.
+        center_batched: fit the centre subspaces of all analyses together
+            (:func:`geomjax.manifold.fit_center_subspaces`); default on accelerators only.
 
     Returns:
         One :class:`~geomjax.manifold.MFTMAResult` per analysis, in order.
@@ -126,10 +139,24 @@ def mftma_sweep(
     mesh = make_mesh() if mesh is None else mesh
     B = len(analyses)
     keys = sweep_keys(key, B)
-    preps = [_prepare_analysis(keys[i], a, K=K, n_reps=n_reps, max_k=max_k,
-                               stiefel_steps=stiefel_steps, reduction=reduction, dtype=dtype,
-                               name=f"analyses[{i}]")
-             for i, a in enumerate(analyses)]
+    batched = _restarts_batched() if center_batched is None else bool(center_batched)
+    if batched:
+        # Centres of every analysis first (the device path drops its copy of the input until
+        # the reduction), then all centre subspaces in one batched fit, then the reductions.
+        sts = [_prepare_centres(keys[i], a, reduction=reduction, dtype=dtype,
+                                name=f"analyses[{i}]", keep_device_copy=False)
+               for i, a in enumerate(analyses)]
+        fits = fit_center_subspaces([st["k_fa"] for st in sts], [st["centers"] for st in sts],
+                                    K, n_reps=n_reps, max_k=max_k, max_steps=stiefel_steps,
+                                    batched=True)
+        preps = [_prepare_reduced(st, fit, reduction=reduction)
+                 for st, fit in zip(sts, fits, strict=True)]
+        del sts
+    else:  # one analysis after the other (CPU: faster, and one analysis's temporaries at a time)
+        preps = [_prepare_analysis(keys[i], a, K=K, n_reps=n_reps, max_k=max_k,
+                                   stiefel_steps=stiefel_steps, reduction=reduction, dtype=dtype,
+                                   name=f"analyses[{i}]")
+                 for i, a in enumerate(analyses)]
     # Pool manifolds of equal reduced shape and dtype: one compiled program per group.
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(preps):

@@ -1,7 +1,12 @@
 """Manifold geometry: MFTMA capacity, radius, dimension and centre correlation; D_PR, D_EV;
 random projections."""
 
-from geomjax.manifold._center import center_correlation, fit_center_subspace, max_rank_budget
+from geomjax.manifold._center import (
+    center_correlation,
+    fit_center_subspace,
+    fit_center_subspaces,
+    max_rank_budget,
+)
 from geomjax.manifold._dimension import (
     explained_variance_dimension,
     participation_ratio,
@@ -25,6 +30,7 @@ __all__ = [
     "reduce_manifolds",
     "center_correlation",
     "fit_center_subspace",
+    "fit_center_subspaces",
     "max_rank_budget",
     "participation_ratio",
     "explained_variance_dimension",

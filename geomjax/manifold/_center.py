@@ -32,7 +32,8 @@ from jax import lax
 
 from geomjax.solvers import random_stiefel, stiefel_lbfgs, stiefel_minimize
 
-__all__ = ["center_correlation", "center_basis", "fit_center_subspace", "max_rank_budget"]
+__all__ = ["center_correlation", "center_basis", "fit_center_subspace", "fit_center_subspaces",
+           "max_rank_budget"]
 
 _HI = lax.Precision.HIGHEST
 
@@ -162,63 +163,177 @@ _corr_cost = _with_grad(_corr_direct)
 _corr_cost_fast = _with_grad(_corr_expanded)
 
 
-def _fit_one_k(key, X, C, E, xn, k, n_reps, max_steps, gtol):
-    n = X.shape[1]
-    dt = X.dtype
+def _starts(key, k, n, n_reps, dt):
+    """The ``n_reps`` random starting points of rank ``k``: ``split(fold_in(key, k), n_reps)``."""
     keys = jax.random.split(jax.random.fold_in(key, k), n_reps)
-    V0 = jax.vmap(lambda kk: random_stiefel(kk, n, k, dt))(keys)
+    return jax.vmap(lambda kk: random_stiefel(kk, n, k, dt))(keys)
 
-    def lbfgs(v):
-        # The cost is a function of span(V) (the residuals r = (I - V V^T) x): invariant.
-        return stiefel_lbfgs(_corr_cost_fast, v, X, C, E, gtol=gtol, max_steps=max_steps,
-                             invariant=True)[0]
 
-    def gbb(v):
-        return stiefel_minimize(_corr_cost, v, X, C, E, gtol=gtol, max_steps=max_steps)[0]
+def _lbfgs_fit(v, X, C, E, max_steps, gtol):
+    # The cost is a function of span(V) (the residuals r = (I - V V^T) x): invariant.
+    return stiefel_lbfgs(_corr_cost_fast, v, X, C, E, gtol=gtol, max_steps=max_steps,
+                         invariant=True)[0]
 
-    def solve(fit):
-        if jax.default_backend() == "cpu":
-            # One restart after the other: each loop stops at its own step count, and the
-            # unbatched small matrix products are several times cheaper on CPU than batched.
-            return lax.map(fit, V0)
-        return jax.vmap(fit)(V0)
 
-    sol = solve(lbfgs)
-    # The expanded cost is exact to round-off only while no centre has lost most of its norm
-    # (u_mu C_mu,mu <= 4 at the solution), and a monotone line search can stall on a cost known
-    # only to a few digits (float32). In either case all restarts are redone with the direct
-    # form by the non-monotone gradient method (the slower, more forgiving solver): one branch
-    # for the whole batch, taken only in such cases.
+def _gbb_fit(v, X, C, E, max_steps, gtol):
+    return stiefel_minimize(_corr_cost, v, X, C, E, gtol=gtol, max_steps=max_steps)[0]
+
+
+def _fields(s):
+    return s.value, s.converged, s.num_steps, s.residual
+
+
+def _needs_redo(sol, X, C):
+    """The expanded cost is exact to round-off only while no centre has lost most of its norm
+    (``u_mu C_mu,mu <= 4`` at the solution), and a monotone line search can stall on a cost
+    known only to a few digits (float32). In either case all restarts of the rank are redone
+    with the direct form by the non-monotone gradient method (slower, more forgiving)."""
     c = jnp.einsum("pn,rnj->rpj", X, sol.value, precision=_HI)
     ratio = jnp.max(jnp.diagonal(C) / (jnp.diagonal(C) - jnp.sum(c * c, axis=2)), axis=1)
-    redo = jnp.any((ratio > 4) | ~sol.converged)
-    def fields(s):
-        return s.value, s.converged, s.num_steps, s.residual
+    return jnp.any((ratio > 4) | ~sol.converged)
 
-    V, conv, steps, gnorm = lax.cond(redo, lambda: fields(solve(gbb)), lambda: fields(sol))
+
+def _pick(X, xn, V, conv, steps, gnorm):
+    """The most stable restart and its residual centre correlation."""
     R = X[None] - jnp.einsum("pn,rnj,rmj->rpm", X, V, V, precision=_HI)
     stab = jnp.min(jnp.linalg.norm(R, axis=2) / xn, axis=1)  # (reps,)
     best = jnp.argmax(stab)
     res = _mean_abs_cos(R[best])
     # Removing every centre direction (K = P-1) leaves residual centres at round-off level: their
     # correlation is meaningless and the later normalisation by ||c^ns|| would blow up.
-    gone = stab[best] < jnp.sqrt(jnp.finfo(dt).eps)
+    gone = stab[best] < jnp.sqrt(jnp.finfo(X.dtype).eps)
     res = jnp.where(gone, jnp.inf, res)
     return (V[best], res, conv[best], steps[best], gnorm[best])
 
 
-@functools.partial(jax.jit, static_argnames=("ks", "n_reps", "max_steps", "gtol"))
-def _fit_ks(key, X, ks, n_reps, max_steps, gtol):
-    """Fit each rank in ``ks`` (one compiled program for all of them: no host round trip per K).
+def _fit_one_k(key, X, C, E, xn, k, n_reps, max_steps, gtol, batched):
+    V0 = _starts(key, k, X.shape[1], n_reps, X.dtype)
 
-    Per rank, the ``n_reps`` restarts ``split(fold_in(key, k), n_reps)`` are solved (one after the
-    other on CPU, vmapped elsewhere) and the most stable one is kept. Returns one
-    ``(V, residual_correlation, converged, num_steps, grad_norm)`` tuple per rank.
-    """
+    def solve(fit):
+        f = functools.partial(fit, X=X, C=C, E=E, max_steps=max_steps, gtol=gtol)
+        if not batched:
+            # One restart after the other: each loop stops at its own step count, and the
+            # unbatched small matrix products are several times cheaper on CPU than batched.
+            return lax.map(f, V0)
+        return jax.vmap(f)(V0)
+
+    sol = solve(_lbfgs_fit)
+    # One branch for the whole batch of restarts, taken only when needed (_needs_redo).
+    fields = lax.cond(_needs_redo(sol, X, C), lambda: _fields(solve(_gbb_fit)),
+                      lambda: _fields(sol))
+    return _pick(X, xn, *fields)
+
+
+def _fit_one_k_many(keys, Xs, Cs, Es, xns, k, n_reps, max_steps, gtol):
+    """:func:`_fit_one_k` for ``B`` analyses, analyses and restarts vmapped together. The
+    fallback solver runs (for the whole batch, its results kept only where needed) only if some
+    analysis needs it, so that a batched predicate does not make both branches run always."""
+    V0 = jax.vmap(lambda kk, x: _starts(kk, k, x.shape[1], n_reps, x.dtype))(keys, Xs)
+
+    def solve(fit):
+        one = jax.vmap(lambda v, x, c, e: fit(v, x, c, e, max_steps, gtol),
+                       in_axes=(0, None, None, None))
+        return jax.vmap(one)(V0, Xs, Cs, Es)
+
+    sol = solve(_lbfgs_fit)
+    redo = jax.vmap(_needs_redo)(sol, Xs, Cs)  # (B,)
+
+    def with_fallback():
+        new = _fields(solve(_gbb_fit))
+        return tuple(jnp.where(redo.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+                     for a, b in zip(new, _fields(sol), strict=True))
+
+    fields = lax.cond(jnp.any(redo), with_fallback, lambda: _fields(sol))
+    return jax.vmap(_pick)(Xs, xns, *fields)
+
+
+def _fit_ks_one(key, X, ks, n_reps, max_steps, gtol, batched):
     xn = jnp.linalg.norm(X, axis=1)
     C = jnp.matmul(X, X.T, precision=_HI)
     E = C * C
-    return tuple(_fit_one_k(key, X, C, E, xn, k, n_reps, max_steps, gtol) for k in ks)
+    return tuple(_fit_one_k(key, X, C, E, xn, k, n_reps, max_steps, gtol, batched) for k in ks)
+
+
+@functools.partial(jax.jit, static_argnames=("ks", "n_reps", "max_steps", "gtol", "batched"))
+def _fit_ks(key, X, ks, n_reps, max_steps, gtol, batched=False):
+    """Fit each rank in ``ks`` (one compiled program for all of them: no host round trip per K).
+
+    Per rank, the ``n_reps`` restarts ``split(fold_in(key, k), n_reps)`` are solved (one after the
+    other, or vmapped with ``batched``) and the most stable one is kept. Returns one
+    ``(V, residual_correlation, converged, num_steps, grad_norm)`` tuple per rank.
+    """
+    return _fit_ks_one(key, X, ks, n_reps, max_steps, gtol, batched)
+
+
+@functools.partial(jax.jit, static_argnames=("ks", "n_reps", "max_steps", "gtol"))
+def _fit_ks_many(keys, Xs, ks, n_reps, max_steps, gtol):
+    """:func:`_fit_ks` for ``B`` analyses at once (``keys`` ``(B,)``, ``Xs`` ``(B, P, P-1)``):
+    analyses and restarts vmapped together, one program per rank block. Returns per rank a
+    tuple of ``(B, ...)`` arrays."""
+    xns = jnp.linalg.norm(Xs, axis=2)
+    Cs = jnp.einsum("bpn,bqn->bpq", Xs, Xs, precision=_HI)
+    Es = Cs * Cs
+    return tuple(_fit_one_k_many(keys, Xs, Cs, Es, xns, k, n_reps, max_steps, gtol) for k in ks)
+
+
+def _restarts_batched() -> bool:
+    """Restarts (and, in :func:`fit_center_subspaces`, analyses) vmapped: on accelerators. On
+    CPU one after the other is faster (small unbatched products, each loop its own length)."""
+    return jax.default_backend() != "cpu"
+
+
+def _setup(centers, K, max_k):
+    """Validation, the ``(P, P-1)`` coordinates and the rank range of one analysis."""
+    centers = jnp.asarray(centers)
+    if centers.ndim != 2 or centers.shape[0] < 2:
+        raise ValueError(f"`centers` must be (P, N) with P >= 2; got {tuple(centers.shape)}.")
+    P, N = centers.shape
+    X, proj = center_basis(centers)
+    rho0 = _mean_abs_cos(X)
+    if K is not None:
+        if not (0 <= int(K) <= P - 1):
+            raise ValueError(f"`K` must be in [0, P-1] = [0, {P - 1}]; got {K}.")
+        k_first = k_last = int(K)
+    else:
+        width = (_rank_budget(np.linalg.svd(np.asarray(X, np.float64), compute_uv=False), P)
+                 if max_k is None else max(0, min(int(max_k), P - 1)))
+        k_first, k_last = (1, width) if width else (0, 0)
+    return dict(P=P, N=N, X=X, proj=proj, rho0=rho0, k_first=k_first, k_last=k_last)
+
+
+def _gtol(dt, gtol):
+    return (1e-6 if jnp.finfo(dt).bits >= 64 else 1e-3) if gtol is None else float(gtol)
+
+
+def _first_block(k_first, k_last):
+    """The ranks fitted in the first program: the early stop can act only once five ranks are
+    fitted, so those five go together (no host round trip per rank)."""
+    return tuple(range(k_first, min(k_first + 4, k_last) + 1))
+
+
+def _stops(res, auto: bool) -> bool:
+    """The reference's early stop: after K = 4, the residual correlation rose three times."""
+    i = len(res)
+    return auto and i > 4 and res[i - 1] > res[i - 2] > res[i - 3] > res[i - 4]
+
+
+def _choose(st, fits, res) -> dict:
+    """The result dict of one analysis from its per-rank fits (argmin of the residual
+    correlation; nothing removed when only degenerate ranks were possible)."""
+    dt = st["X"].dtype
+    out = {"center_correlation": st["rho0"], "residual_correlation": st["rho0"], "n_k_tried": 0,
+           "converged": True, "num_steps": 0, "grad_norm": 0.0}
+    if not fits or not np.isfinite(res).any():  # no rank asked for, or only degenerate ones
+        out.update(V=jnp.zeros((st["N"], 0), dt), K=0, n_k_tried=len(res))
+        return out
+    ib = int(np.argmin(res))
+    Vb, rb, cv, sp, gn = fits[ib]
+    out.update(
+        V=jnp.matmul(st["proj"], Vb, precision=_HI), K=st["k_first"] + ib,
+        residual_correlation=rb, n_k_tried=len(res), converged=bool(cv), num_steps=int(sp),
+        grad_norm=float(gn),
+    )
+    return out
 
 
 def fit_center_subspace(
@@ -238,7 +353,8 @@ def fit_center_subspace(
     (:func:`geomjax.solvers.stiefel_lbfgs`) on the expanded cost, or, for a rank where that
     cannot be trusted (cancellation, or a stall on a cost known to few digits, e.g. float32), by
     the non-monotone gradient method (:func:`geomjax.solvers.stiefel_minimize`) on the direct
-    form.
+    form. Restarts run one after the other on CPU and vmapped on accelerators. For many
+    analyses at once see :func:`fit_center_subspaces`.
 
     Args:
         key: ``jax.random.key``; restarts of rank K draw from ``split(fold_in(key, K), n_reps)``.
@@ -254,49 +370,99 @@ def fit_center_subspace(
         ``residual_correlation`` (after removal), ``n_k_tried``, and ``converged``,
         ``num_steps``, ``grad_norm`` of the chosen restart.
     """
-    centers = jnp.asarray(centers)
-    if centers.ndim != 2 or centers.shape[0] < 2:
-        raise ValueError(f"`centers` must be (P, N) with P >= 2; got {tuple(centers.shape)}.")
-    P, N = centers.shape
-    X, proj = center_basis(centers)
-    rho0 = _mean_abs_cos(X)
-    dt = X.dtype
-    gtol = (1e-6 if jnp.finfo(dt).bits >= 64 else 1e-3) if gtol is None else float(gtol)
-    out = {"center_correlation": rho0, "residual_correlation": rho0, "n_k_tried": 0,
-           "converged": True, "num_steps": 0, "grad_norm": 0.0}
-    if K is not None:
-        if not (0 <= int(K) <= P - 1):
-            raise ValueError(f"`K` must be in [0, P-1] = [0, {P - 1}]; got {K}.")
-        k_first = k_last = width = int(K)
-    else:
-        width = (_rank_budget(np.linalg.svd(np.asarray(X, np.float64), compute_uv=False), P)
-                 if max_k is None else max(0, min(int(max_k), P - 1)))
-        k_first, k_last = 1, width
-    if width == 0:
-        out.update(V=jnp.zeros((N, 0), dt), K=0)
-        return out
-    # K = k_first, k_first + 1, ...: the early stop can act only once five ranks are fitted, so
-    # those five are one compiled program (no host round trip per rank); after that one rank at
-    # a time (the stop needs each K's residual correlation before the next K is fitted).
+    st = _setup(centers, K, max_k)
+    gt = _gtol(st["X"].dtype, gtol)
+    batched = _restarts_batched()
     res, fits = [], []
-    k = k_first
-    while k <= k_last:
-        ks = tuple(range(k, min(k + 4, k_last) + 1)) if k == k_first else (k,)
-        for fit in _fit_ks(key, X, ks, int(n_reps), int(max_steps), gtol):
+    k = st["k_first"]
+    while 1 <= k <= st["k_last"]:
+        ks = _first_block(k, st["k_last"]) if k == st["k_first"] else (k,)
+        for fit in _fit_ks(key, st["X"], ks, int(n_reps), int(max_steps), gt, batched):
             fits.append(fit)
             res.append(float(fit[1]))
         k += len(ks)
-        i = len(res)
-        if K is None and i > 4 and res[i - 1] > res[i - 2] > res[i - 3] > res[i - 4]:
+        if _stops(res, K is None):
             break
-    if not np.isfinite(res).any():  # only degenerate ranks were possible (e.g. P = 2)
-        out.update(V=jnp.zeros((N, 0), dt), K=0, n_k_tried=len(res))
-        return out
-    ib = int(np.argmin(res))
-    kb = k_first + ib
-    Vb, rb, cv, st, gn = fits[ib]
-    out.update(
-        V=jnp.matmul(proj, Vb, precision=_HI), K=kb, residual_correlation=rb,
-        n_k_tried=len(res), converged=bool(cv), num_steps=int(st), grad_norm=float(gn),
-    )
-    return out
+    return _choose(st, fits, res)
+
+
+def fit_center_subspaces(
+    keys,
+    centers,
+    K: int | None = None,
+    *,
+    n_reps: int = 10,
+    max_k: int | None = None,
+    max_steps: int = 1000,
+    gtol: float | None = None,
+    batched: bool | None = None,
+) -> list[dict]:
+    """:func:`fit_center_subspace` for many analyses (e.g. the layers x time steps of a sweep).
+
+    Each analysis gets exactly what :func:`fit_center_subspace` would give it with its key (to
+    round-off: batched matrix products round differently). With ``batched`` (the default on
+    accelerators) analyses of the same ``P`` and dtype are fitted together: all their restarts
+    of a rank block are one vmapped program, so a sweep of hundreds of analyses costs a handful
+    of solver runs instead of one per analysis; after the first five ranks, the analyses whose
+    K search goes on are fitted together one rank at a time (in batches padded to a power of
+    two, which bounds the compilations). On CPU the analyses are fitted one after the other,
+    which is faster there.
+
+    Args:
+        keys: one ``jax.random.key`` per analysis (a list, or a ``(B,)`` key array).
+        centers: ``B`` arrays ``(P_b, N_b)`` of manifold centres.
+        K, n_reps, max_k, max_steps, gtol: as :func:`fit_center_subspace` (the same for all).
+        batched: fit analyses of equal shape together (default: on accelerators only).
+
+    Returns:
+        One dict per analysis, as :func:`fit_center_subspace` returns.
+    """
+    keys = list(keys)
+    centers = list(centers)
+    if len(keys) != len(centers):
+        raise ValueError(f"`keys` and `centers` must have one entry per analysis; got "
+                         f"{len(keys)} keys and {len(centers)} centre arrays.")
+    batched = _restarts_batched() if batched is None else bool(batched)
+    if not batched:
+        return [fit_center_subspace(k, c, K, n_reps=n_reps, max_k=max_k, max_steps=max_steps,
+                                    gtol=gtol) for k, c in zip(keys, centers, strict=True)]
+    sts = []
+    for i, c in enumerate(centers):
+        try:
+            sts.append(_setup(c, K, max_k))
+        except ValueError as e:
+            raise ValueError(f"analysis {i}: {e}") from None
+    groups: dict[tuple, list[int]] = {}
+    for i, st in enumerate(sts):
+        if st["k_last"] >= 1:
+            groups.setdefault((st["X"].shape, str(st["X"].dtype)), []).append(i)
+    res = [[] for _ in sts]
+    fits = [[] for _ in sts]
+    for (_, dts), idx in groups.items():
+        gt = _gtol(jnp.dtype(dts), gtol)
+        k_first = sts[idx[0]]["k_first"]  # 1 for the K search, K when fixed: the same for all
+
+        def run(members, ks, gt=gt):
+            # Pad the batch to a power of two with copies of its first member (bounded
+            # compilations when the set of analyses still searching shrinks).
+            pad = members + [members[0]] * ((1 << (len(members) - 1).bit_length()) - len(members))
+            out = _fit_ks_many(jnp.stack([keys[i] for i in pad]),
+                               jnp.stack([sts[i]["X"] for i in pad]), ks, int(n_reps),
+                               int(max_steps), gt)
+            for j, i in enumerate(members):
+                for r, k in enumerate(ks):
+                    if k <= sts[i]["k_last"]:
+                        fit = tuple(o[j] for o in out[r])
+                        fits[i].append(fit)
+                        res[i].append(float(fit[1]))
+
+        ks = _first_block(k_first, max(sts[i]["k_last"] for i in idx))
+        run(idx, ks)
+        k = ks[-1] + 1
+        while True:
+            going = [i for i in idx if k <= sts[i]["k_last"] and not _stops(res[i], K is None)]
+            if not going:
+                break
+            run(going, (k,))
+            k += 1
+    return [_choose(st, fits[i], res[i]) for i, st in enumerate(sts)]

@@ -565,12 +565,28 @@ def _prepare_analysis(key, manifolds, *, K=None, V=None, n_reps=10, max_k=None,
     Validation, global centring and centres, centre correlation and the removed subspace (fitted
     or given), reduction to ``D+1`` coordinates. On CPU with the Gram reduction the data passes
     run on the host (:func:`_host_pass`); otherwise on the device (:func:`reduce_manifolds`).
+    The two halves, :func:`_prepare_centres` and :func:`_prepare_reduced`, are also called
+    apart, so that a sweep can fit the centre subspaces of all its analyses together.
 
     Returns:
         dict with ``sD1`` ``(P, M, D+1)``, ``mask`` ``(P, M)``, ``dims`` ``(P,)``, ``Ms``,
         ``dtype``, ``key`` (for the samples), ``keys`` (``split(key, P)``, one per manifold),
-        ``rho0``, ``rho_res``, ``K``, ``center_ok``, ``manifold_batch``.
+        ``rho0``, ``rho_res``, ``K``, ``center_ok``.
     """
+    st = _prepare_centres(key, manifolds, V=V, reduction=reduction, dtype=dtype, name=name)
+    fit = None
+    if V is None:
+        fit = fit_center_subspace(st["k_fa"], st["centers"], K, n_reps=n_reps, max_k=max_k,
+                                  max_steps=stiefel_steps)
+    return _prepare_reduced(st, fit, reduction=reduction, manifold_batch=manifold_batch)
+
+
+def _prepare_centres(key, manifolds, *, V=None, reduction="gram", dtype=None,
+                     name="manifolds", keep_device_copy=True):
+    """First half of :func:`_prepare_analysis`: validation, dtype, centres and global mean, a
+    given ``V`` checked. Returns the state :func:`_prepare_reduced` continues from (``centers``
+    and ``k_fa``, the centre-subspace key, are what a fit needs). Without
+    ``keep_device_copy`` the device path drops its copy of the input (made again later)."""
     host = _host_pass(jax.default_backend(), reduction)
     # The host pass reads every value for the centres: their sums stand in for the NaN/inf scan
     # (a non-finite value makes its manifold's centre non-finite; that manifold is then scanned
@@ -587,17 +603,18 @@ def _prepare_analysis(key, manifolds, *, K=None, V=None, n_reps=10, max_k=None,
     mask = np.arange(Mmax)[None, :] < Ms[:, None]
     mask_j = jnp.asarray(mask)
     k_fa, k_t = jax.random.split(key)
+    st = dict(host=host, P=P, N=N, Ms=Ms, Mmax=Mmax, mask=mask_j, dtype=dtype, k_fa=k_fa, k_t=k_t,
+              manifolds=manifolds, name=name)
     if host:
         mans = [np.asarray(m, dtype) for m in mans]  # no copy for NumPy/CPU input of this dtype
         centers_h, xbar_h = _host_centres(mans, dtype)
         for i in np.flatnonzero(~np.isfinite(centers_h).all(axis=1)):
             check_finite(mans[i], f"{name}[{i}]")
-        centers = jnp.asarray(centers_h)
+        st.update(mans=mans, centers_h=centers_h, xbar=xbar_h, centers=jnp.asarray(centers_h))
     else:
-        X, _, _ = _pad(mans, dtype, None if isinstance(manifolds, (list, tuple))
-                       else as_array(manifolds, name))
-        X = _to_device(X)
+        X = _device_stack(mans, dtype, manifolds, name)
         centers, xbar = _centres(X, mask_j)
+        st.update(mans=mans, centers=centers, xbar=xbar, X=X if keep_device_copy else None)
     if V is not None:
         V = jnp.asarray(as_array(V, "V"), dtype)
         if V.ndim != 2 or V.shape[0] != N or V.shape[1] > P - 1:
@@ -606,23 +623,45 @@ def _prepare_analysis(key, manifolds, *, K=None, V=None, n_reps=10, max_k=None,
         if V.shape[1] and not np.allclose(np.asarray(V.T @ V), np.eye(V.shape[1]),
                                           atol=1e-4 if dtype == jnp.float32 else 1e-8):
             raise ValueError("`V` must have orthonormal columns (V^T V = I).")
+    st["V"] = V
+    return st
+
+
+def _device_stack(mans, dtype, manifolds, name):
+    """The padded ``(P, M, N)`` stack on the device (no copy for a device array of this dtype)."""
+    X, _, _ = _pad(mans, dtype, None if isinstance(manifolds, (list, tuple))
+                   else as_array(manifolds, name))
+    return _to_device(X)
+
+
+def _prepare_reduced(st, fit, *, reduction="gram", manifold_batch=None):
+    """Second half of :func:`_prepare_analysis`: from the state of :func:`_prepare_centres` and
+    the centre-subspace ``fit`` (a :func:`fit_center_subspace` dict; ``None`` when ``V`` was
+    given), the projected, reduced manifolds and the returned dict."""
+    P, N, Mmax, dtype, mask_j, centers = (st["P"], st["N"], st["Mmax"], st["dtype"], st["mask"],
+                                          st["centers"])
+    if fit is None:
+        V = st["V"]
         rho0, Kc, Vc, center_ok = center_correlation(centers), int(V.shape[1]), V, True
     else:
-        fa = fit_center_subspace(k_fa, centers, K, n_reps=n_reps, max_k=max_k,
-                                 max_steps=stiefel_steps)
-        rho0, Kc, Vc, center_ok = fa["center_correlation"], fa["K"], fa["V"], fa["converged"]
+        rho0, Kc, Vc, center_ok = fit["center_correlation"], fit["K"], fit["V"], fit["converged"]
     mb = _default_manifold_batch(P) if manifold_batch is None else max(1, int(manifold_batch))
-    if host:
-        G = _host_grams(mans, centers_h, xbar_h, np.asarray(Vc, dtype), Mmax, dtype)
+    if st["host"]:
+        G = _host_grams(st["mans"], st["centers_h"], st["xbar"], np.asarray(Vc, dtype), Mmax,
+                        dtype)
         sD1 = _points_from_grams(jnp.asarray(G), mask_j, min(N, Mmax))
     else:
-        sD1, _ = reduce_manifolds(X, mask_j, xbar, Vc, reduction, min(mb, P))
+        X = st.get("X")
+        if X is None:
+            X = _device_stack(st["mans"], dtype, st["manifolds"], st["name"])
+        sD1, _ = reduce_manifolds(X, mask_j, st["xbar"], Vc, reduction, min(mb, P))
     ct = centers - jnp.mean(centers, axis=0)
     if Kc:
         ct = ct - jnp.matmul(jnp.matmul(ct, Vc, precision=_HI), Vc.T, precision=_HI)
-    return dict(sD1=sD1, mask=mask_j, dims=jnp.asarray(np.minimum(Ms, N)), Ms=Ms, dtype=dtype,
-                key=k_t, keys=jax.random.split(k_t, P), rho0=rho0, rho_res=_mean_abs_cos(ct),
-                K=int(Kc), center_ok=bool(center_ok))
+    k_t = st["k_t"]
+    return dict(sD1=sD1, mask=mask_j, dims=jnp.asarray(np.minimum(st["Ms"], N)), Ms=st["Ms"],
+                dtype=dtype, key=k_t, keys=jax.random.split(k_t, P), rho0=rho0,
+                rho_res=_mean_abs_cos(ct), K=int(Kc), center_ok=bool(center_ok))
 
 
 @pytree_dataclass(meta=("K", "n_t", "forms", "n_unconverged", "center_converged"))
