@@ -31,6 +31,7 @@ import numpy as np
 from jax import lax
 
 from geomjax.solvers import random_stiefel, stiefel_lbfgs, stiefel_minimize
+from geomjax.solvers._stiefel import _rgrad
 
 __all__ = ["center_correlation", "center_basis", "fit_center_subspace", "fit_center_subspaces",
            "max_rank_budget"]
@@ -126,7 +127,7 @@ def _corr_expanded(V, X, C, E):
     evaluation instead of forming ``D`` and its weighted square (about 1.5-2.5x less time). Its
     terms grow as ``u_mu C_mu,mu`` (a centre's squared norm over its residual's), so it loses
     digits to cancellation when the removed directions carry most of some centre; the fits check
-    this at the solution (:func:`_fit_one_k`) and redo such fits with :func:`_corr_direct`.
+    this at the solution (:func:`_checked`) and solve such restarts again on :func:`_corr_direct`.
     """
     c = jnp.matmul(X, V, precision=_HI)
     u = 1 / (jnp.diagonal(C) - jnp.sum(c * c, axis=1))
@@ -183,14 +184,62 @@ def _fields(s):
     return s.value, s.converged, s.num_steps, s.residual
 
 
-def _needs_redo(sol, X, C):
-    """The expanded cost is exact to round-off only while no centre has lost most of its norm
-    (``u_mu C_mu,mu <= 4`` at the solution), and a monotone line search can stall on a cost
-    known only to a few digits (float32). In either case all restarts of the rank are redone
-    with the direct form by the non-monotone gradient method (slower, more forgiving)."""
-    c = jnp.einsum("pn,rnj->rpj", X, sol.value, precision=_HI)
-    ratio = jnp.max(jnp.diagonal(C) / (jnp.diagonal(C) - jnp.sum(c * c, axis=2)), axis=1)
-    return jnp.any((ratio > 4) | ~sol.converged)
+def _direct_gnorm(V, X, C, E):
+    """Riemannian gradient norm of the direct form at ``V`` (exact to round-off wherever the
+    cost is defined)."""
+    _, G = _corr_direct(V, X, C, E)
+    return jnp.linalg.norm(_rgrad(V, G))
+
+
+def _checked(first, X, C, E, gtol):
+    """The L-BFGS fields with convergence judged by the direct form's gradient. The expanded
+    cost the L-BFGS runs on loses digits to cancellation once a centre has lost most of its
+    norm, and a monotone line search can stall on a cost known to a few digits (float32):
+    where the direct gradient is above ``gtol``, the restart is solved again by the fallback."""
+    gn = _direct_gnorm(first[0], X, C, E)
+    return (first[0], gn <= gtol, first[2], gn)
+
+
+def _merge(first, second, redo):
+    """Per restart, the fallback's point (``second``, solved from the same start) where the
+    restart needed it and the fallback ended at a smaller gradient; the steps of both count.
+    Past the rank of the shared structure both solvers can stop short of the tolerance (a flat
+    valley), and the non-monotone method does not always get further."""
+    use = redo & (second[3] < first[3])
+    out = tuple(jnp.where(use.reshape(use.shape + (1,) * (a.ndim - use.ndim)), a, b)
+                for a, b in zip(second, first, strict=True))
+    return out[0], out[1], first[2] + jnp.where(redo, second[2], 0), out[3]
+
+
+def _solve_restarts(V0, X, C, E, max_steps, gtol, batched):
+    """All restarts of one rank: L-BFGS on the expanded cost from ``V0``, then, for a restart
+    whose direct-form gradient is above ``gtol`` (:func:`_checked`), the non-monotone gradient
+    method on the direct form from the same start (:func:`_merge`; started from the L-BFGS
+    point instead it stalls at once where the L-BFGS stalled on round-off, as in float32). Returns
+    ``(V, converged, num_steps, grad_norm)`` with a leading restart axis."""
+
+    def lbfgs(v):
+        return _checked(_fields(_lbfgs_fit(v, X, C, E, max_steps, gtol)), X, C, E, gtol)
+
+    def gbb(v):
+        return _fields(_gbb_fit(v, X, C, E, max_steps, gtol))
+
+    if not batched:
+        # One restart after the other: each loop stops at its own step count, and the
+        # unbatched small matrix products are several times cheaper on CPU than batched. The
+        # fallback runs only for the restarts that need it.
+        def one(v):
+            first = lbfgs(v)
+            redo = ~first[1]
+            return lax.cond(redo, lambda: _merge(first, gbb(v), redo), lambda: first)
+
+        return lax.map(one, V0)
+    first = jax.vmap(lbfgs)(V0)
+    redo = ~first[1]
+    # One branch for the whole batch, taken only if some restart needs it (a batched predicate
+    # would run both branches always).
+    return lax.cond(jnp.any(redo), lambda: _merge(first, jax.vmap(gbb)(V0), redo),
+                    lambda: first)
 
 
 def _pick(X, xn, V, conv, steps, gnorm):
@@ -208,42 +257,27 @@ def _pick(X, xn, V, conv, steps, gnorm):
 
 def _fit_one_k(key, X, C, E, xn, k, n_reps, max_steps, gtol, batched):
     V0 = _starts(key, k, X.shape[1], n_reps, X.dtype)
-
-    def solve(fit):
-        f = functools.partial(fit, X=X, C=C, E=E, max_steps=max_steps, gtol=gtol)
-        if not batched:
-            # One restart after the other: each loop stops at its own step count, and the
-            # unbatched small matrix products are several times cheaper on CPU than batched.
-            return lax.map(f, V0)
-        return jax.vmap(f)(V0)
-
-    sol = solve(_lbfgs_fit)
-    # One branch for the whole batch of restarts, taken only when needed (_needs_redo).
-    fields = lax.cond(_needs_redo(sol, X, C), lambda: _fields(solve(_gbb_fit)),
-                      lambda: _fields(sol))
-    return _pick(X, xn, *fields)
+    return _pick(X, xn, *_solve_restarts(V0, X, C, E, max_steps, gtol, batched))
 
 
 def _fit_one_k_many(keys, Xs, Cs, Es, xns, k, n_reps, max_steps, gtol):
     """:func:`_fit_one_k` for ``B`` analyses, analyses and restarts vmapped together. The
     fallback solver runs (for the whole batch, its results kept only where needed) only if some
-    analysis needs it, so that a batched predicate does not make both branches run always."""
+    restart of some analysis needs it, so that a batched predicate does not make both branches
+    run always."""
     V0 = jax.vmap(lambda kk, x: _starts(kk, k, x.shape[1], n_reps, x.dtype))(keys, Xs)
 
-    def solve(fit):
-        one = jax.vmap(lambda v, x, c, e: fit(v, x, c, e, max_steps, gtol),
+    def solve(fit, starts):
+        one = jax.vmap(lambda v, x, c, e: _fields(fit(v, x, c, e, max_steps, gtol)),
                        in_axes=(0, None, None, None))
-        return jax.vmap(one)(V0, Xs, Cs, Es)
+        return jax.vmap(one)(starts, Xs, Cs, Es)
 
-    sol = solve(_lbfgs_fit)
-    redo = jax.vmap(_needs_redo)(sol, Xs, Cs)  # (B,)
-
-    def with_fallback():
-        new = _fields(solve(_gbb_fit))
-        return tuple(jnp.where(redo.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-                     for a, b in zip(new, _fields(sol), strict=True))
-
-    fields = lax.cond(jnp.any(redo), with_fallback, lambda: _fields(sol))
+    first = solve(_lbfgs_fit, V0)
+    first = jax.vmap(jax.vmap(_checked, in_axes=(0, None, None, None, None)),
+                     in_axes=(0, 0, 0, 0, None))(first, Xs, Cs, Es, gtol)
+    redo = ~first[1]  # (B, n_reps)
+    fields = lax.cond(jnp.any(redo), lambda: _merge(first, solve(_gbb_fit, V0), redo),
+                      lambda: first)
     return jax.vmap(_pick)(Xs, xns, *fields)
 
 
@@ -350,10 +384,12 @@ def fit_center_subspace(
 
     The first (up to) five ranks are one compiled program, later ranks one each; every rank's
     ``n_reps`` random restarts are solved by Riemannian L-BFGS
-    (:func:`geomjax.solvers.stiefel_lbfgs`) on the expanded cost, or, for a rank where that
-    cannot be trusted (cancellation, or a stall on a cost known to few digits, e.g. float32), by
-    the non-monotone gradient method (:func:`geomjax.solvers.stiefel_minimize`) on the direct
-    form. Restarts run one after the other on CPU and vmapped on accelerators. For many
+    (:func:`geomjax.solvers.stiefel_lbfgs`) on the expanded cost, and its end point is checked
+    on the direct form (exact where the expanded one loses digits). A restart whose gradient is
+    still above ``gtol`` there (cancellation, a stall on a cost known to few digits in float32,
+    a flat valley past the rank of the shared structure) is solved again from its start by the
+    non-monotone gradient method (:func:`geomjax.solvers.stiefel_minimize`) on the direct form,
+    and whichever end point has the smaller gradient is kept. Restarts run one after the other on CPU and vmapped on accelerators. For many
     analyses at once see :func:`fit_center_subspaces`.
 
     Args:

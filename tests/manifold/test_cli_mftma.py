@@ -54,3 +54,12 @@ def test_benchmark_smoke_runs():
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "anchor step vs exact NNLS" in proc.stdout
+
+
+def test_centre_benchmark_smoke_runs():
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_mftma", "--centres", "--smoke",
+                           "--no-record"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "residual corr geomjax" in proc.stdout
