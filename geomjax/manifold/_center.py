@@ -211,6 +211,13 @@ def _merge(first, second, redo):
     return out[0], out[1], first[2] + jnp.where(redo, second[2], 0), out[3]
 
 
+def _fallback_batch(first, rerun):
+    """Batched restarts: the fallback (``rerun()``, all restarts) runs once, only if some
+    restart needs it (a batched predicate would run both branches always), merged per restart."""
+    redo = ~first[1]
+    return lax.cond(jnp.any(redo), lambda: _merge(first, rerun(), redo), lambda: first)
+
+
 def _solve_restarts(V0, X, C, E, max_steps, gtol, batched):
     """All restarts of one rank: L-BFGS on the expanded cost from ``V0``, then, for a restart
     whose direct-form gradient is above ``gtol`` (:func:`_checked`), the non-monotone gradient
@@ -234,12 +241,7 @@ def _solve_restarts(V0, X, C, E, max_steps, gtol, batched):
             return lax.cond(redo, lambda: _merge(first, gbb(v), redo), lambda: first)
 
         return lax.map(one, V0)
-    first = jax.vmap(lbfgs)(V0)
-    redo = ~first[1]
-    # One branch for the whole batch, taken only if some restart needs it (a batched predicate
-    # would run both branches always).
-    return lax.cond(jnp.any(redo), lambda: _merge(first, jax.vmap(gbb)(V0), redo),
-                    lambda: first)
+    return _fallback_batch(jax.vmap(lbfgs)(V0), lambda: jax.vmap(gbb)(V0))
 
 
 def _pick(X, xn, V, conv, steps, gnorm):
@@ -275,9 +277,7 @@ def _fit_one_k_many(keys, Xs, Cs, Es, xns, k, n_reps, max_steps, gtol):
     first = solve(_lbfgs_fit, V0)
     first = jax.vmap(jax.vmap(_checked, in_axes=(0, None, None, None, None)),
                      in_axes=(0, 0, 0, 0, None))(first, Xs, Cs, Es, gtol)
-    redo = ~first[1]  # (B, n_reps)
-    fields = lax.cond(jnp.any(redo), lambda: _merge(first, solve(_gbb_fit, V0), redo),
-                      lambda: first)
+    fields = _fallback_batch(first, lambda: solve(_gbb_fit, V0))  # (B, n_reps, ...)
     return jax.vmap(_pick)(Xs, xns, *fields)
 
 
@@ -389,8 +389,9 @@ def fit_center_subspace(
     still above ``gtol`` there (cancellation, a stall on a cost known to few digits in float32,
     a flat valley past the rank of the shared structure) is solved again from its start by the
     non-monotone gradient method (:func:`geomjax.solvers.stiefel_minimize`) on the direct form,
-    and whichever end point has the smaller gradient is kept. Restarts run one after the other on CPU and vmapped on accelerators. For many
-    analyses at once see :func:`fit_center_subspaces`.
+    and whichever end point has the smaller gradient is kept. Restarts run one after the other
+    on CPU and vmapped on accelerators. For many analyses at once see
+    :func:`fit_center_subspaces`.
 
     Args:
         key: ``jax.random.key``; restarts of rank K draw from ``split(fold_in(key, K), n_reps)``.
